@@ -1,0 +1,161 @@
+"""Exact-match evaluation of a model trained on ``llada_sdk.corpus``, through the public text API.
+
+``python -m llada_sdk.eval [--model M] [--json] [--limit N]`` prints the accuracy per task:
+
+- ``infill_city``: ``X lives in [MASK:n] and works as a J.`` -> the city (n = its true token length).
+- ``infill_count_heldout``: ``count: a a+1 [MASK:n] a+3`` for start values never trained on.
+- ``complete_forward_city``: ``complete(prefix="X lives in")`` starts with the city.
+- ``complete_forward_parent``: ``complete(prefix="The parent of X is")`` starts with the parent.
+- ``reverse_parent``: ``[MASK:n]'s parent is P.`` -> X: the person *before* a given ending, a fact
+  seen only as "X's parent is P." / "The parent of X is P." (n = the true token length).
+- ``reverse_parent_auto``: ``complete(suffix="'s parent is P.")`` -> X, the span length chosen by the
+  model (``[MASK:auto]``).
+- ``chat_trained``: trained questions ("Where does X live?", "What day comes after D?" ...).
+- ``chat_second_turn``: a trained question asked as the second turn of a conversation.
+- ``chat_heldout_people``: questions about people whose Q&A was held out of training (facts seen
+  only as plain text); small models score ~0 here -- reported, not a target.
+
+Decoding: greedy (temperature 0), low-confidence remasking; infill one token per step; completion
+and chat use ``GenerationOptions`` defaults (``max_tokens`` 32, blocks of 8, early stop).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from llada_sdk.corpus import build_corpus, is_held_out_count, kb_chat, sequence_chat
+
+Check = Callable[[Any], bool]
+Task = tuple[str, Check]
+
+
+def _infill_is(m: Any, text: str, expected: list[str]) -> bool:
+    return bool(m.infill(text).fills == expected)
+
+
+def _forward_starts(m: Any, prefix: str, expected: str) -> bool:
+    return bool(m.complete(prefix).text.startswith(expected))
+
+
+def _backward_is(m: Any, suffix: str, expected: str) -> bool:
+    return bool(m.complete(suffix=suffix).text == expected)
+
+
+def _chat_is(m: Any, messages: list[dict[str, str]], expected: str) -> bool:
+    return bool(m.chat(messages).text.strip() == expected)
+
+
+def _user(q: str) -> dict[str, str]:
+    return {"role": "user", "content": q}
+
+
+def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
+    """Every task as a list of ``(description, check(llm) -> bool)`` items, in a fixed order."""
+    corpus = build_corpus(seed)
+    tok = llm._tok()
+
+    def n_tokens(text: str) -> int:
+        return len(tok.encode(text))
+
+    names = (
+        "infill_city",
+        "infill_count_heldout",
+        "complete_forward_city",
+        "complete_forward_parent",
+        "reverse_parent",
+        "reverse_parent_auto",
+        "chat_trained",
+        "chat_second_turn",
+        "chat_heldout_people",
+    )
+    tasks: dict[str, list[Task]] = {k: [] for k in names}
+    for p in corpus.people:
+        n_city, n_name = n_tokens(" " + p.city), n_tokens(p.name)
+        city_text = f"{p.name} lives in [MASK:{n_city}] and works as a {p.job}."
+        tasks["infill_city"].append((city_text, partial(_infill_is, text=city_text, expected=[p.city])))
+        prefix = f"{p.name} lives in"
+        tasks["complete_forward_city"].append((prefix, partial(_forward_starts, prefix=prefix, expected=f" {p.city}")))
+        prefix = f"The parent of {p.name} is"
+        tasks["complete_forward_parent"].append(
+            (prefix, partial(_forward_starts, prefix=prefix, expected=f" {p.parent}"))
+        )
+        rev = f"[MASK:{n_name}]'s parent is {p.parent}."
+        tasks["reverse_parent"].append((rev, partial(_infill_is, text=rev, expected=[p.name])))
+        suffix = f"'s parent is {p.parent}."
+        tasks["reverse_parent_auto"].append((suffix, partial(_backward_is, suffix=suffix, expected=p.name)))
+    for start in range(0, 200):
+        if is_held_out_count(start):
+            a = [str(start + i) for i in range(4)]
+            text = f"count: {a[0]} {a[1]} [MASK:{n_tokens(' ' + a[2])}] {a[3]}"
+            tasks["infill_count_heldout"].append((text, partial(_infill_is, text=text, expected=[a[2]])))
+    trained = [qa for p in corpus.people if not p.held_out_chat for qa in kb_chat(p)]
+    trained += [qa for qa in sequence_chat() if qa[0].startswith("What day")]
+    for q, ans in trained:
+        tasks["chat_trained"].append((q, partial(_chat_is, messages=[_user(q)], expected=ans)))
+    rng = random.Random(seed)
+    for q, ans in rng.sample(trained, 40):
+        q0, a0 = rng.choice(trained)
+        msgs = [_user(q0), {"role": "assistant", "content": a0}, _user(q)]
+        tasks["chat_second_turn"].append((f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)))
+    for q, ans in corpus.held_out_chat:
+        tasks["chat_heldout_people"].append((q, partial(_chat_is, messages=[_user(q)], expected=ans)))
+    return tasks
+
+
+def evaluate(llm: Any, limit: int | None = None, tasks: list[str] | None = None) -> dict[str, Any]:
+    """Run the tasks (the first ``limit`` items of each) and return the report dict."""
+    report: dict[str, Any] = {}
+    for name, items in build_tasks(llm).items():
+        if tasks and name not in tasks:
+            continue
+        items = items[:limit] if limit else items
+        t0 = time.time()
+        correct = sum(bool(check(llm)) for _, check in items)
+        report[name] = {
+            "accuracy": round(correct / len(items), 4),
+            "n": len(items),
+            "seconds": round(time.time() - t0, 2),
+        }
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m llada_sdk.eval", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=None, help="model directory or Hub id (default: the bundled model)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")
+    parser.add_argument("--task", action="append", help="only this task (repeatable)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (results are thread-count sensitive at ties)"
+    )
+    args = parser.parse_args(argv)
+    import torch
+
+    from llada_sdk import LLaDA
+
+    torch.set_num_threads(args.threads)
+    llm = LLaDA.from_pretrained(args.model, device="cpu", dtype="float32")
+    report = evaluate(llm, args.limit, args.task)
+    name = llm.source.describe() if llm.source else str(args.model)
+    settings = {
+        "temperature": 0.0,
+        "remasking": "low_confidence",
+        "infill_steps": "one token per step",
+        "complete_and_chat": llm.options.model_dump(include={"max_tokens", "block_length", "steps", "early_stop"}),
+    }
+    if args.json:
+        print(json.dumps({"model": name, "tasks": report, "settings": settings}))  # noqa: T201
+        return
+    print(f"model: {name}")  # noqa: T201
+    for task, r in report.items():
+        print(f"{task:24s} {100 * r['accuracy']:6.1f} %  (n={r['n']}, {r['seconds']} s)")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

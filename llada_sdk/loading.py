@@ -1,0 +1,255 @@
+"""Resolve a checkpoint (bundled, local directory or Hub id) and load it without remote code.
+
+Weights are read tensor by tensor with plain file reads (no mmap, no pickle) straight into tensors of
+the target dtype on the target device: a bfloat16 checkpoint loaded as bfloat16 is never
+materialised in float32, and at most one tensor is held twice (during a dtype conversion).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llada_sdk.errors import CheckpointError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import torch
+
+    from llada_sdk.model import LLaDAModel
+
+BUNDLED_MODEL = "llada-tiny-kb"
+BUNDLED_DIR = Path(__file__).parent / "bundled" / BUNDLED_MODEL
+HUB_ALLOW_PATTERNS = [
+    "config.json",
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+]
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+_ST_DTYPES = {"F32": ("float32", 4), "BF16": ("bfloat16", 2), "F16": ("float16", 2), "F64": ("float64", 8)}
+
+
+@dataclass
+class ModelSource:
+    """Where a model's files came from."""
+
+    kind: str  # "bundled" | "local" | "hub"
+    path: Path
+    repo_id: str | None = None
+    revision: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "hub":
+            return f"hub:{self.repo_id}@{self.revision or 'main'} ({self.path})"
+        return f"{self.kind}:{self.path}"
+
+
+def resolve(path_or_repo_id: str | os.PathLike[str] | None, revision: str | None = None) -> ModelSource:
+    """The bundled model (None or its name), a local directory, or a Hub repo id (downloaded or cached).
+
+    Hub downloads fetch config, weights and tokenizer files only (never ``*.py``) and honour
+    ``HF_HOME``, ``HF_HUB_CACHE`` and ``HF_HUB_OFFLINE``.
+    """
+    if path_or_repo_id is None or str(path_or_repo_id) == BUNDLED_MODEL:
+        return ModelSource("bundled", BUNDLED_DIR)
+    text = os.fspath(path_or_repo_id)
+    local = Path(text).expanduser()
+    if local.is_dir():
+        return ModelSource("local", local)
+    if local.exists():
+        raise ModelNotFoundError(f"model path {text!r} is a file; pass the directory that holds config.json")
+    if not _REPO_ID.match(text) or text.startswith((".", "/", "~")):
+        raise ModelNotFoundError(f"model {text!r}: no such directory, and not a Hub repo id (owner/name)")
+    try:
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    except ImportError as exc:  # pragma: no cover - huggingface_hub is a base dependency
+        raise ModelNotFoundError(f"model {text!r}: huggingface_hub is not installed") from exc
+    try:
+        folder = snapshot_download(text, revision=revision, allow_patterns=HUB_ALLOW_PATTERNS)
+    except LocalEntryNotFoundError as exc:
+        raise ModelNotFoundError(
+            f"model {text!r}: not a local directory and not in the Hub cache "
+            f"({os.environ.get('HF_HUB_CACHE') or os.environ.get('HF_HOME') or '~/.cache/huggingface'}), "
+            f"and it cannot be downloaded (offline or no network)"
+        ) from exc
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise ModelNotFoundError(f"model {text!r}: Hub download failed ({exc})") from exc
+    return ModelSource("hub", Path(folder), repo_id=text, revision=revision)
+
+
+def parse_dtype(dtype: Any) -> torch.dtype | None:
+    """``"bf16"``/``"bfloat16"``/``torch.bfloat16``... -> torch dtype; None or "auto" -> None."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"`dtype` must be float32, bfloat16 or float16, got {dtype}")
+        return dtype
+    name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"`dtype` must be one of float32, bfloat16, float16 (or auto), got {dtype!r}")
+    return getattr(torch, name)  # type: ignore[no-any-return]
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """``model.safetensors``, or the shards named by ``model.safetensors.index.json``."""
+    index = folder / "model.safetensors.index.json"
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index}: not a valid shard index ({exc})") from exc
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise CheckpointError(f"{index} names shard files that are missing: {', '.join(missing[:5])}")
+        return [folder / s for s in shards]
+    found = sorted(p.name for p in folder.glob("*"))[:10]
+    bins = [f for f in found if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    hint = f"; pickle checkpoints ({', '.join(bins)}) are never loaded: convert them to safetensors" if bins else ""
+    raise CheckpointError(
+        f"no model.safetensors or model.safetensors.index.json in {folder} (found: {', '.join(found) or 'nothing'}){hint}"
+    )
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The safetensors JSON header of ``path`` and the offset where tensor data starts."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise CheckpointError(f"{path}: corrupt safetensors file (shorter than its 8-byte header size)")
+            n = int.from_bytes(raw, "little")
+            size = path.stat().st_size
+            if n <= 0 or n > min(size - 8, 100_000_000):
+                raise CheckpointError(f"{path}: corrupt safetensors file (header size {n} does not fit the file)")
+            header = json.loads(f.read(n))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not JSON: {exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not a JSON object)")
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    for name, info in header.items():
+        try:
+            begin, end = info["data_offsets"]
+            dtype, shape = info["dtype"], info["shape"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: corrupt safetensors file (bad entry for {name!r})") from exc
+        if dtype not in _ST_DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {dtype}; only F32, BF16, F16, F64 weights are supported"
+            )
+        numel = 1
+        for s in shape:
+            numel *= int(s)
+        if not 0 <= begin <= end <= data_size or end - begin != numel * _ST_DTYPES[dtype][1]:
+            raise CheckpointError(
+                f"{path}: corrupt safetensors file (tensor {name!r}: offsets {begin}..{end} do not match "
+                f"shape {shape} {dtype} within {data_size} data bytes; truncated download?)"
+            )
+    return header, 8 + n
+
+
+def _canonical(name: str) -> str:
+    return name.removeprefix("model.")
+
+
+def iter_tensors(
+    files: list[Path], wanted: dict[str, tuple[int, ...]], dtype: torch.dtype | None, device: torch.device
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(model name, tensor)`` for every tensor in ``files``, checked against ``wanted`` shapes."""
+    import torch
+
+    headers = [(p, *read_header(p)) for p in files]
+    names = {_canonical(k) for _, h, _ in headers for k in h}
+    missing = sorted(set(wanted) - names)
+    unexpected = sorted(names - set(wanted))
+    if missing:
+        raise CheckpointError(
+            f"checkpoint is missing {len(missing)} tensor(s) the model needs, e.g. {', '.join('model.' + m for m in missing[:5])}"
+        )
+    if unexpected:
+        raise CheckpointError(
+            f"checkpoint has {len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:5])}; "
+            "is it a LLaDA checkpoint with this config.json?"
+        )
+    for path, header, start in headers:
+        with path.open("rb", buffering=0) as f:
+            for raw_name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+                name = _canonical(raw_name)
+                shape = tuple(int(s) for s in info["shape"])
+                if shape != wanted[name]:
+                    raise CheckpointError(
+                        f"shape mismatch for tensor {raw_name!r}: the config expects {list(wanted[name])}, "
+                        f"the checkpoint has {list(shape)}"
+                    )
+                file_dtype = getattr(torch, _ST_DTYPES[info["dtype"]][0])
+                target = dtype or file_dtype
+                buf = torch.empty(shape, dtype=file_dtype)
+                begin, end = info["data_offsets"]
+                f.seek(start + begin)
+                raw: Any = buf.view(torch.uint8).numpy()
+                view = memoryview(raw).cast("B") if buf.numel() else memoryview(b"")
+                if _read_into(f, view) != end - begin:
+                    raise CheckpointError(f"{path}: corrupt safetensors file (tensor {raw_name!r} is truncated)")
+                if target != file_dtype or device.type != "cpu":
+                    out = buf.to(device=device, dtype=target)
+                    del buf
+                    yield name, out
+                else:
+                    yield name, buf
+
+
+def _read_into(f: Any, view: memoryview) -> int:
+    """readinto until ``view`` is full or EOF (one read() may return less, e.g. above 2 GiB)."""
+    done = 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return done
+
+
+def load_model(folder: Path, config: Any, dtype: torch.dtype | None, device: torch.device) -> LLaDAModel:
+    """Build the model on the meta device and assign checkpoint tensors (no extra full copy)."""
+    import torch
+
+    from llada_sdk.model import LLaDAModel
+
+    with torch.device("meta"):
+        model = LLaDAModel(config)
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = dict(iter_tensors(weight_files(folder), wanted, dtype, device))
+    dtypes = {t.dtype for t in state.values()}
+    if len(dtypes) > 1:
+        target = dtype or torch.float32
+        state = {k: v.to(target) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,140 @@
+"""The LLaDA mask predictor in plain PyTorch (the official ``block_type: "llama"`` code path).
+
+A bidirectional Llama-style encoder: pre-norm RMSNorm computed in float32, half-rotation RoPE in
+float32, SwiGLU MLP (``ff_proj`` gate, ``up_proj``, ``ff_out``), untied LM head, no biases, and no causal
+mask. Module names equal the official state-dict names without their ``model.`` prefix, so loading is
+a plain ``load_state_dict``. This file knows nothing of files, tokenizers or sampling.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llada_sdk.config import LLaDAConfig
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm as the reference computes it: normalise in float32, cast back, then scale."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        out: torch.Tensor = self.weight * x32.to(x.dtype)
+        return out
+
+
+def rope_tables(length: int, head_dim: int, theta: float, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables ``[1, 1, length, head_dim]`` in float32 for positions ``0 .. length-1``."""
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float) / head_dim))
+    seq = torch.arange(length, device=device, dtype=torch.float)
+    freqs = torch.outer(seq, inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)[None, None]
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Half rotation (NeoX / HF-Llama pairing), computed in float32. ``t``: [B, H, L, D]."""
+    t32 = t.float()
+    half = t32.shape[-1] // 2
+    rotated = torch.cat((-t32[..., half:], t32[..., :half]), dim=-1)
+    return (t32 * cos + rotated * sin).to(t.dtype)
+
+
+class LLaDABlock(nn.Module):
+    """One pre-norm transformer block with bidirectional attention and a SwiGLU MLP."""
+
+    def __init__(self, cfg: LLaDAConfig) -> None:
+        super().__init__()
+        assert cfg.n_kv_heads is not None and cfg.mlp_hidden_size is not None
+        d, kv = cfg.d_model, cfg.n_kv_heads * cfg.head_dim
+        self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+        self.causal = False  # True only for the autoregressive baseline of benchmarks/reversal.py
+        self.attn_norm = RMSNorm(d, cfg.rms_norm_eps)
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, kv, bias=False)
+        self.v_proj = nn.Linear(d, kv, bias=False)
+        self.attn_out = nn.Linear(d, d, bias=False)
+        self.ff_norm = RMSNorm(d, cfg.rms_norm_eps)
+        self.ff_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False)
+        self.up_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False)
+        self.ff_out = nn.Linear(cfg.mlp_hidden_size, d, bias=False)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        B, L, _ = x.shape
+        h = self.attn_norm(x)
+        q = self.q_proj(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.n_kv_heads != self.n_heads:
+            rep = self.n_heads // self.n_kv_heads
+            k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=self.causal)
+        x = x + self.attn_out(a.transpose(1, 2).reshape(B, L, -1))
+        h = self.ff_norm(x)
+        out: torch.Tensor = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
+        return out
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: LLaDAConfig) -> None:
+        super().__init__()
+        assert cfg.embedding_size is not None
+        self.wte = nn.Embedding(cfg.embedding_size, cfg.d_model)
+        self.blocks = nn.ModuleList(LLaDABlock(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
+        self.ff_out = nn.Linear(cfg.d_model, cfg.embedding_size, bias=False)
+
+
+class LLaDAModel(nn.Module):
+    """``forward(input_ids [B, L], attention_mask [B, L] | None) -> logits [B, L, V]``.
+
+    ``attention_mask`` follows the official Hugging Face semantics: keys at 0 are excluded from
+    attention (queries at padded positions are still computed), positions are ``0 .. L-1`` of the
+    padded sequence (left padding consumes positions, as in the reference), and a mask of all ones
+    is the same as no mask. Logits at position *i* predict token *i* (no shift).
+    """
+
+    def __init__(self, cfg: LLaDAConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.transformer = Transformer(cfg)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if input_ids.dim() != 2:
+            raise ValueError(f"`input_ids` must have shape [batch, length], got {tuple(input_ids.shape)}")
+        B, L = input_ids.shape
+        x = self.transformer.wte(input_ids)
+        cos, sin = rope_tables(L, self.config.head_dim, self.config.rope_theta, x.device)
+        bias = None
+        if attention_mask is not None:
+            if attention_mask.shape != input_ids.shape:
+                raise ValueError(
+                    f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
+                    f"got {tuple(attention_mask.shape)}"
+                )
+            if not bool(attention_mask.bool().all()):
+                keep = attention_mask.bool()[:, None, None, :]
+                bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device)
+                bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
+        for block in self.transformer.blocks:
+            x = block(x, cos, sin, bias)
+        logits: torch.Tensor = self.transformer.ff_out(self.transformer.ln_f(x))
+        return logits
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.wte.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.transformer.wte.weight.dtype

@@ -1,0 +1,418 @@
+"""Training: the LLaDA pre-training and SFT objectives, a tokenizer trainer, and resumable checkpoints.
+
+Run ``python -m llada_sdk.training --out DIR`` (or ``llada train``) to reproduce the bundled model.
+
+Objectives (GUIDELINES.md of the official repository):
+- pre-training rows: per row ``t ~ U(0, 1)``, ``p = (1 - eps) t + eps``; each token is masked with
+  probability ``p``; loss = sum over masked tokens of ``CE / p``, divided by the row length;
+- SFT rows: the same, but prompt tokens are never masked; the answer, its ``<|eot_id|>`` and the
+  ``<|endoftext|>`` padding are; the row's sum is divided by its answer length (answer + EOT + pads);
+- the batch loss is the mean over rows.
+
+Checkpoints use the official layout (``config.json``, ``model.safetensors`` with ``model.transformer.*``
+names) plus ``trainer_state.safetensors`` / ``trainer_state.json`` (optimizer moments, step, RNG state) so a
+run resumes exactly. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from llada_sdk.config import LLaDAConfig
+from llada_sdk.corpus import Corpus, build_corpus, tokenizer_training_text
+from llada_sdk.model import LLaDAModel
+
+SPECIAL_TOKENS = [
+    "<|startoftext|>",
+    "<|endoftext|>",
+    "<|mdm_mask|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+]
+# The chat template of GSAI-ML/LLaDA-8B-Instruct, verbatim.
+LLADA_CHAT_TEMPLATE = (
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = "
+    "'<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + "
+    "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}"
+    "{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
+)
+EPS = 1e-3
+
+
+# ---------------------------------------------------------------------------------------------
+# tokenizer
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
+    """Byte-level BPE, one token per digit, the LLaDA special tokens at ids 0..5."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    return tok
+
+
+def tokenizer_config() -> dict[str, Any]:
+    """tokenizer_config.json in the layout of the official checkpoints."""
+    return {
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "chat_template": LLADA_CHAT_TEMPLATE,
+        "clean_up_tokenization_spaces": False,
+        "model_input_names": ["input_ids", "attention_mask"],
+        "tokenizer_class": "PreTrainedTokenizerFast",
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Batch:
+    ids: torch.Tensor  # [B, T]
+    prompt_len: torch.Tensor  # [B]; 0 for pre-training rows
+    is_sft: torch.Tensor  # [B] bool
+
+
+class RowSampler:
+    """Draws training rows: packed ``BOS doc EOS`` pre-training rows and one-pair SFT chat rows."""
+
+    def __init__(self, corpus: Corpus, tok: Any, seq_len: int, sft_fraction: float, seed: int) -> None:
+        self.seq_len, self.sft_fraction = seq_len, sft_fraction
+        self.rng = random.Random(seed)
+        self.bos, self.eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
+        sh, eh, eot = (tok.token_to_id(t) for t in ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+
+        def enc(text: str) -> list[int]:
+            return list(tok.encode(text, add_special_tokens=False).ids)
+
+        nl = enc("\n\n")
+        groups: dict[str, list[list[int]]] = {"kb": [], "count": [], "cycle": []}
+        for doc in corpus.docs:
+            key = "count" if doc.startswith("count:") else "cycle" if ":" in doc.split()[0] else "kb"
+            groups[key].append([self.bos, *enc(doc), self.eos])
+        self.groups = [(groups["kb"], 0.5), (groups["count"], 0.3), (groups["cycle"], 0.2)]
+        self.turns: list[tuple[list[int], list[int]]] = []
+        for q, a in corpus.chat:
+            # one turn in the LLaDA chat template: prompt = user header + question + assistant header
+            prompt = [sh, *enc("user"), eh, *nl, *enc(q), eot, sh, *enc("assistant"), eh, *nl]
+            self.turns.append((prompt, [*enc(a), eot]))
+
+    def _doc(self) -> list[int]:
+        r, acc = self.rng.random(), 0.0
+        for docs, weight in self.groups:
+            acc += weight
+            if r < acc:
+                return self.rng.choice(docs)
+        return self.rng.choice(self.groups[-1][0])
+
+    def row(self) -> tuple[list[int], int, bool]:
+        if self.rng.random() < self.sft_fraction:
+            # one turn, or (a third of the time) a two-turn history whose first answer is context
+            prompt, answer = self.rng.choice(self.turns)
+            prompt = [self.bos, *prompt]
+            if self.rng.random() < 1 / 3:
+                first_q, first_a = self.rng.choice(self.turns)
+                prompt = [self.bos, *first_q, *first_a, *prompt[1:]]
+            row = prompt + answer
+            if len(row) > self.seq_len:
+                raise ValueError(f"a chat row has {len(row)} tokens, more than seq_len {self.seq_len}")
+            return row + [self.eos] * (self.seq_len - len(row)), len(prompt), True
+        ids: list[int] = []
+        while True:
+            doc = self._doc()
+            if len(ids) + len(doc) > self.seq_len:
+                break
+            ids += doc
+        return ids + [self.eos] * (self.seq_len - len(ids)), 0, False
+
+    def batch(self, size: int) -> Batch:
+        rows = [self.row() for _ in range(size)]
+        return Batch(
+            torch.tensor([r[0] for r in rows]),
+            torch.tensor([r[1] for r in rows]),
+            torch.tensor([r[2] for r in rows]),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# objectives
+
+
+def forward_process(
+    ids: torch.Tensor, prompt_len: torch.Tensor, mask_id: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mask each non-prompt token with a per-row probability ``p = (1 - eps) t + eps``.
+
+    Returns ``(noisy [B, T], masked [B, T] bool, p [B])``. Prompt positions are never masked.
+    """
+    B, T = ids.shape
+    t = torch.rand(B, generator=generator)
+    p = (1 - EPS) * t + EPS
+    masked = torch.rand(B, T, generator=generator) < p[:, None]
+    masked &= torch.arange(T)[None, :] >= prompt_len[:, None]
+    return torch.where(masked, torch.full_like(ids, mask_id), ids), masked, p
+
+
+def llada_loss(
+    logits: torch.Tensor, ids: torch.Tensor, masked: torch.Tensor, p: torch.Tensor, prompt_len: torch.Tensor
+) -> torch.Tensor:
+    """Mean over rows of ``sum_masked CE / p`` divided by the row's answer length (all tokens for
+    pre-training rows, ``T - prompt_len`` for SFT rows)."""
+    T = ids.shape[1]
+    ce = F.cross_entropy(logits.float().transpose(1, 2), ids, reduction="none")  # [B, T]
+    per_row = (ce * masked).sum(1) / p / (T - prompt_len).clamp(min=1)
+    return per_row.mean()
+
+
+def causal_loss(logits: torch.Tensor, ids: torch.Tensor, prompt_len: torch.Tensor) -> torch.Tensor:
+    """Next-token CE for the autoregressive twin of the reversal benchmark (prompt tokens not scored)."""
+    T = ids.shape[1]
+    ce = F.cross_entropy(logits[:, :-1].float().transpose(1, 2), ids[:, 1:], reduction="none")
+    keep = torch.arange(1, T)[None, :] >= prompt_len[:, None].clamp(min=1)
+    return (ce * keep).sum() / keep.sum()
+
+
+# ---------------------------------------------------------------------------------------------
+# training loop
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a training run; stored in trainer_state.json."""
+
+    steps: int = 8000
+    batch_size: int = 32
+    seq_len: int = 96
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup: int = 100
+    decay_fraction: float = 0.25
+    sft_fraction: float = 0.3
+    seed: int = 0
+    threads: int = 1
+    save_every: int = 500
+    vocab_size: int = 512
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    mlp_hidden_size: int = 352
+    n_people: int = 40
+    causal: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        decay_start = int(self.steps * (1 - self.decay_fraction))
+        if step < decay_start:
+            return self.lr
+        return self.lr * max(0.0, (self.steps - step) / max(1, self.steps - decay_start))
+
+
+def init_weights(model: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for name, param in sorted(model.named_parameters()):
+        if name.endswith("norm.weight") or name.endswith("ln_f.weight"):
+            param.data.fill_(1.0)
+        else:
+            param.data.copy_(torch.randn(param.shape, generator=g) * 0.02)
+
+
+def model_config(cfg: TrainConfig, tok: Any) -> LLaDAConfig:
+    return LLaDAConfig(
+        d_model=cfg.d_model,
+        n_heads=cfg.n_heads,
+        n_layers=cfg.n_layers,
+        n_kv_heads=cfg.n_heads,
+        mlp_hidden_size=cfg.mlp_hidden_size,
+        vocab_size=tok.get_vocab_size(),
+        embedding_size=tok.get_vocab_size(),
+        max_sequence_length=cfg.seq_len * 4,
+        mask_token_id=tok.token_to_id("<|mdm_mask|>"),
+        eos_token_id=tok.token_to_id("<|endoftext|>"),
+    )
+
+
+def save_checkpoint(
+    model: LLaDAModel, out: Path, tokenizer_dir: Path | None = None, dtype: torch.dtype = torch.float32
+) -> None:
+    """Write ``config.json`` + ``model.safetensors`` (official names) and copy the tokenizer files."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(model.config.to_hf_dict(), indent=2) + "\n")
+    state = {f"model.{k}": v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    if tokenizer_dir is not None and tokenizer_dir.resolve() != out.resolve():
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copyfile(tokenizer_dir / name, out / name)
+
+
+def _save_state(
+    out: Path,
+    step: int,
+    cfg: TrainConfig,
+    opt: torch.optim.Optimizer,
+    model: torch.nn.Module,
+    sampler: RowSampler,
+    gen: torch.Generator,
+    losses: list[float],
+) -> None:
+    names = {id(p): n for n, p in model.named_parameters()}
+    tensors = {"rng/torch": gen.get_state()}
+    for group in opt.param_groups:
+        for param in group["params"]:
+            st = opt.state.get(param, {})
+            for key in ("exp_avg", "exp_avg_sq", "step"):
+                if key in st:
+                    tensors[f"opt/{names[id(param)]}/{key}"] = torch.as_tensor(st[key]).clone()
+    save_file(tensors, str(out / "trainer_state.safetensors"))
+    meta = {"step": step, "config": asdict(cfg), "python_rng": _jsonable(sampler.rng.getstate()), "losses": losses}
+    (out / "trainer_state.json").write_text(json.dumps(meta) + "\n")
+
+
+def _jsonable(state: Any) -> Any:
+    return [_jsonable(s) for s in state] if isinstance(state, tuple) else state
+
+
+def _tupled(state: Any) -> Any:
+    return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) a model into ``out``; returns a summary with the loss curve."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    corpus = build_corpus(cfg.seed, cfg.n_people)
+    tok_file = out / "tokenizer.json"
+    if not tok_file.exists():
+        tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size)
+        tok.save(str(tok_file))
+        (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
+    from tokenizers import Tokenizer as HFTokenizer
+
+    tok = HFTokenizer.from_file(str(tok_file))
+    mcfg = model_config(cfg, tok)
+    model = LLaDAModel(mcfg)
+    if cfg.causal:
+        set_causal(model)
+    init_weights(model, cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+    sampler = RowSampler(corpus, tok, cfg.seq_len, cfg.sft_fraction, cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    start, losses = 0, list[float]()
+    if resume and (out / "trainer_state.json").exists():
+        start, losses = _resume(out, model, opt, sampler, gen)
+    iterator: Iterator[int] = iter(range(start, cfg.steps))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc="train", unit="step", mininterval=2.0)
+    t0, ema = time.time(), losses[-1] if losses else None
+    model.train()
+    for step in iterator:
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        batch = sampler.batch(cfg.batch_size)
+        if cfg.causal:
+            loss = causal_loss(model(batch.ids), batch.ids, batch.prompt_len)
+        else:
+            noisy, masked, p = forward_process(batch.ids, batch.prompt_len, mcfg.mask_token_id, gen)
+            loss = llada_loss(model(noisy), batch.ids, masked, p, batch.prompt_len)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step}")
+        ema = value if ema is None else 0.98 * ema + 0.02 * value
+        if step % 10 == 0:
+            losses.append(round(ema, 4))
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{ema:.3f}", refresh=False)
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            save_checkpoint(model, out)
+            _save_state(out, step + 1, cfg, opt, model, sampler, gen, losses)
+    if bar is not None:
+        bar.close()
+    return {"steps": cfg.steps, "seconds": round(time.time() - t0, 1), "final_loss_ema": ema, "losses": losses}
+
+
+def set_causal(model: LLaDAModel) -> None:
+    """Turn a model into its autoregressive twin (causal attention), for the reversal baseline."""
+    for block in model.transformer.blocks:
+        block.causal = True  # type: ignore[union-attr,assignment]
+
+
+def _resume(
+    out: Path, model: LLaDAModel, opt: torch.optim.Optimizer, sampler: RowSampler, gen: torch.Generator
+) -> tuple[int, list[float]]:
+    meta = json.loads((out / "trainer_state.json").read_text())
+    weights = load_file(str(out / "model.safetensors"))
+    model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
+    tensors = load_file(str(out / "trainer_state.safetensors"))
+    gen.set_state(tensors["rng/torch"])
+    params = dict(model.named_parameters())
+    for key, value in tensors.items():
+        if key.startswith("opt/"):
+            name, field_name = key[4:].rsplit("/", 1)
+            opt.state[params[name]][field_name] = value
+    sampler.rng.setstate(_tupled(meta["python_rng"]))
+    return int(meta["step"]), list(meta["losses"])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m llada_sdk.training", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", required=True, help="output directory (checkpoint + tokenizer)")
+    parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
+    for name, f in TrainConfig.__dataclass_fields__.items():
+        if f.type in (bool, "bool"):
+            parser.add_argument(f"--{name.replace('_', '-')}", action="store_true")
+        elif name != "extra":
+            parser.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
+    args = vars(parser.parse_args(argv))
+    out, resume = args.pop("out"), not args.pop("no_resume")
+    summary = train(TrainConfig(**args), out, resume=resume)
+    print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

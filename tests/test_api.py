@@ -1,0 +1,136 @@
+"""The text API on the bundled model: infill, complete, chat, sessions, scoring, streaming, stopping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llada_sdk.api import CanvasEvent, ResultEvent, TextEvent, _Span, parse_masked_text
+from llada_sdk.engine import StepEvent
+
+PERSON = "Zapur"  # the first person of the bundled corpus (seed 0): lives in Duskmere, parent Lotrobar
+
+
+def test_parse_masked_text() -> None:
+    parts = parse_masked_text(r"a [MASK] b [MASK:3] c [MASK:auto] d \[MASK] e")
+    spans = [p for p in parts if isinstance(p, _Span)]
+    assert [s.length for s in spans] == [1, 3, None]
+    assert parts[-1] == " d [MASK] e"
+    for bad in ("x [MASK:0]", "x [MASK:-2]", "x [MASK:big]"):
+        with pytest.raises(ValueError, match="bad span"):
+            parse_masked_text(bad)
+    with pytest.raises(ValueError, match="no masked span"):
+        parse_masked_text(r"only \[MASK] literal")
+
+
+def test_infill_fills_exactly_the_requested_tokens_and_keeps_the_rest(bundled: Any) -> None:
+    text = f"{PERSON} lives in [MASK:3] and works as a [MASK:2]."
+    res = bundled.infill(text)
+    assert res.lengths == [3, 2] and len(res.fills) == 2
+    assert res.text.startswith(f"{PERSON} lives in") and " and works as a" in res.text and res.text.endswith(".")
+    mask = bundled.config.mask_token_id
+    assert mask not in res.ids
+    assert res.forward_passes == 5  # one token per step
+
+
+def test_infill_literal_mask_and_special_strings_stay_text(bundled: Any) -> None:
+    res = bundled.infill(r"<|eot_id|> \[MASK] [MASK]")
+    assert res.text.startswith("<|eot_id|> [MASK]")
+    assert bundled.config.eot_token_id not in res.ids[:5]
+
+
+def test_auto_span_length_is_chosen_within_bounds(bundled: Any) -> None:
+    res = bundled.infill(f"{PERSON} lives in [MASK:auto].", max_auto_length=6)
+    assert 1 <= res.lengths[0] <= 6
+    assert res.text == f"{PERSON} lives in{bundled.tokenizer.decode(res.ids[-2 - res.lengths[0] : -2])}."
+
+
+def test_complete_three_directions(bundled: Any) -> None:
+    forward = bundled.complete(f"{PERSON} lives in", max_tokens=16)
+    assert forward.finish_reason in {"eos", "length", "stop"} and "<|" not in forward.text
+    backward = bundled.complete(suffix="'s parent is Lotrobar.", max_auto_length=6)
+    assert 1 <= backward.lengths[0] <= 6 and backward.text
+    middle = bundled.complete(f"{PERSON} lives in", " and works as a weaver.", length=2)
+    assert middle.lengths == [2]
+    with pytest.raises(ValueError, match="`length` must be 'auto' or an integer"):
+        bundled.complete("a", "b", length=0)
+    with pytest.raises(ValueError, match="`prefix` and `suffix` are both empty"):
+        bundled.complete()
+
+
+def test_chat_batch_equals_single_and_trims_special_tokens(bundled: Any) -> None:
+    convs = [
+        [{"role": "user", "content": f"Where does {PERSON} live?"}],
+        [{"role": "user", "content": "What day comes after Monday? Please answer."}],
+    ]
+    batch = bundled.chat(convs)
+    singles = [bundled.chat(c) for c in convs]
+    assert [r.text for r in batch] == [r.text for r in singles]
+    for r in batch:
+        assert "<|" not in r.text
+
+
+def test_early_stop_saves_passes_without_changing_the_text(bundled: Any) -> None:
+    msgs = [{"role": "user", "content": "What day comes after Monday?"}]
+    fast = bundled.chat(msgs, max_tokens=32, block_length=8)
+    slow = bundled.chat(msgs, max_tokens=32, block_length=8, early_stop=False)
+    assert fast.text == slow.text
+    assert fast.forward_passes + fast.forward_passes_saved == slow.forward_passes == 32
+    if fast.finish_reason == "eos" and len(bundled.tokenizer.encode(fast.text)) < 24:
+        assert fast.forward_passes_saved > 0
+
+
+def test_stop_sequences_cut_the_text(bundled: Any) -> None:
+    full = bundled.complete(f"{PERSON} lives in", max_tokens=16).text
+    assert len(full) > 3
+    stop = full[2:4]
+    cut = bundled.complete(f"{PERSON} lives in", max_tokens=16, stop=[stop])
+    assert cut.text == full[: full.index(stop)] and cut.finish_reason == "stop"
+
+
+def test_stream_events_replay_to_the_final_text(bundled: Any) -> None:
+    events = list(bundled.stream_chat([{"role": "user", "content": f"Where does {PERSON} live?"}], early_stop=False))
+    canvas = events[0]
+    assert isinstance(canvas, CanvasEvent)
+    ids = list(canvas.ids[0])
+    for ev in events:
+        if isinstance(ev, StepEvent):
+            for pos, tok in ev.filled[0]:
+                assert ids[pos] == canvas.mask_id  # only masked positions are ever written
+                ids[pos] = tok
+    result = events[-1]
+    assert isinstance(result, ResultEvent)
+    assert ids == result.results[0].ids
+    deltas = "".join(ev.delta for ev in events if isinstance(ev, TextEvent))
+    assert deltas == result.results[0].text
+
+
+def test_sampling_seed_reproduces(bundled: Any) -> None:
+    msgs = [{"role": "user", "content": "What day comes after Friday?"}]
+    a = bundled.chat(msgs, temperature=1.0, seed=7)
+    b = bundled.chat(msgs, temperature=1.0, seed=7)
+    assert a.ids == b.ids
+    assert bundled.chat(msgs, seed=1).ids == bundled.chat(msgs, seed=2).ids  # temperature 0 ignores the seed
+
+
+def test_session_keeps_history_and_resets(bundled: Any) -> None:
+    s = bundled.session(system="You answer briefly.")
+    first = s.send("What day comes after Monday?")
+    assert [m["role"] for m in s.messages] == ["system", "user", "assistant"]
+    assert s.messages[-1]["content"] == first.text
+    history = list(s._ids)
+    s.send(f"Where does {PERSON} live?")
+    assert len(s.messages) == 5 and s._ids[: len(history)] == history  # the history is a prefix
+    s.reset()
+    assert s.messages == [] and s._ids is None
+
+
+def test_score_and_choose(bundled: Any) -> None:
+    a = bundled.score(f"{PERSON} lives in", " Duskmere.", mc_num=16, batch_size=16)
+    assert a == bundled.score(f"{PERSON} lives in", " Duskmere.", mc_num=16, batch_size=16)  # seeded
+    assert a < 0
+    pick = bundled.choose(f"{PERSON} lives in", [" Duskmere.", " Quillby.", " Orlan."], mc_num=16, batch_size=16)
+    assert len(pick.scores) == 3 and pick.text == [" Duskmere.", " Quillby.", " Orlan."][pick.index]
+    with pytest.raises(ValueError, match="`mc_num`"):
+        bundled.score("a", "b", mc_num=10, batch_size=4)

@@ -1,0 +1,53 @@
+"""Packaging promises: light imports, the missing-extra error, and the installed top-level names."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import tomllib
+
+ROOT = Path(__file__).parent.parent
+
+
+def _run(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_importing_llada_sdk_does_not_import_torch() -> None:
+    out = _run("import sys, llada_sdk; from llada_sdk import GenerationOptions, LLaDA; print('torch' in sys.modules)")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
+
+
+def test_missing_torch_gives_the_pip_command() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from llada_sdk import LLaDA, MissingExtraError\n"
+        "try:\n    LLaDA.from_pretrained()\n"
+        "except MissingExtraError as e:\n    print(e)\n"
+    )
+    out = _run(code)
+    assert "pip install 'llada-sdk[torch]'" in out.stdout, out.stderr
+
+
+def test_distribution_installs_only_prefixed_packages() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = meta["tool"]["setuptools"]["packages"]
+    assert {p.split(".")[0] for p in packages} == {"llada_sdk", "llada_export", "langchain_llada", "llada_cli"}
+    for name, folder in meta["tool"]["setuptools"]["package-dir"].items():
+        assert (ROOT / folder / "__init__.py").is_file() and folder.endswith(name)
+    base = meta["project"]["dependencies"]
+    assert not any(d.startswith("torch") for d in base)  # the edge runtime must install without torch
+    extras = meta["project"]["optional-dependencies"]
+    assert {"torch", "onnx", "gpu", "langchain", "dev"} <= set(extras)
+    assert not ({d.split(">")[0] for d in extras["onnx"]} & {"onnxruntime-gpu"})
+
+
+def test_bundled_model_is_shipped_and_small() -> None:
+    from llada_sdk.loading import BUNDLED_DIR
+
+    files = {p.name for p in BUNDLED_DIR.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= files
+    assert (BUNDLED_DIR / "model.safetensors").stat().st_size <= 10 * 2**20

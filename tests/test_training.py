@@ -1,0 +1,102 @@
+"""Training objectives, resumable checkpoints, the corpus and its held-out split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from llada_sdk import LLaDA
+from llada_sdk.corpus import build_corpus, count_doc, is_held_out_count
+from llada_sdk.training import TrainConfig, forward_process, llada_loss, train
+
+SMALL = {
+    "steps": 6,
+    "batch_size": 4,
+    "seq_len": 128,
+    "d_model": 32,
+    "n_layers": 1,
+    "n_heads": 2,
+    "mlp_hidden_size": 64,
+    "vocab_size": 300,
+    "warmup": 2,
+    "save_every": 3,
+    "threads": 1,
+}
+
+
+def test_sft_rows_never_mask_the_prompt_and_pretraining_rows_mask_anywhere() -> None:
+    ids = torch.arange(100, 164).repeat(512, 1)
+    prompt_len = torch.tensor([0, 20] * 256)
+    noisy, masked, p = forward_process(ids, prompt_len, mask_id=2, generator=torch.Generator().manual_seed(0))
+    sft, pre = masked[1::2], masked[0::2]
+    assert not sft[:, :20].any()  # the prompt of an SFT row is never masked
+    assert sft[:, 20:].any(dim=0).all() and pre.any(dim=0).all()  # every other position can be
+    assert torch.equal(noisy[masked], torch.full_like(noisy[masked], 2)) and torch.equal(noisy[~masked], ids[~masked])
+    assert ((p > 0) & (p <= 1)).all()
+    # the mask rate follows p: rows with higher p mask more
+    rate = masked[0::2].float().mean(1)
+    assert torch.corrcoef(torch.stack([rate, p[0::2]]))[0, 1] > 0.9
+
+
+def test_loss_is_ce_over_masked_tokens_weighted_by_one_over_p_per_answer_length() -> None:
+    V, T = 5, 4
+    logits = torch.zeros(2, T, V)  # uniform: CE = log 5 at every position
+    ids = torch.zeros(2, T, dtype=torch.long)
+    masked = torch.tensor([[True, False, True, False], [False, False, True, True]])
+    p = torch.tensor([0.5, 0.25])
+    prompt_len = torch.tensor([0, 2])
+    ce = torch.log(torch.tensor(5.0))
+    expected = ((2 * ce / 0.5 / 4) + (2 * ce / 0.25 / 2)) / 2
+    assert torch.allclose(llada_loss(logits, ids, masked, p, prompt_len), expected)
+
+
+def test_a_few_steps_lower_the_loss_and_resume_is_exact(tmp_path: Path) -> None:
+    cfg = TrainConfig(**{**SMALL, "steps": 40, "save_every": 40, "lr": 1e-2})
+    summary = train(cfg, tmp_path / "run", progress=False)
+    assert summary["losses"][-1] < summary["losses"][0] - 0.5, summary["losses"]
+
+    straight = tmp_path / "straight"
+    train(TrainConfig(**SMALL), straight, progress=False)
+    resumed = tmp_path / "resumed"
+    train(TrainConfig(**{**SMALL, "steps": 3}), resumed, progress=False)
+    assert json.loads((resumed / "trainer_state.json").read_text())["step"] == 3
+    train(TrainConfig(**SMALL), resumed, progress=False)  # picks up at step 3
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_is_in_the_official_format_and_loads(tmp_path: Path) -> None:
+    out = tmp_path / "ckpt"
+    train(TrainConfig(**{**SMALL, "steps": 2}), out, progress=False)
+    names = set(load_file(str(out / "model.safetensors")))
+    assert "model.transformer.wte.weight" in names and "model.transformer.blocks.0.ff_proj.weight" in names
+    config = json.loads((out / "config.json").read_text())
+    assert config["block_type"] == "llama" and config["model_type"] == "llada" and config["weight_tying"] is False
+    llm = LLaDA.from_pretrained(out, device="cpu")
+    tok = llm.tokenizer
+    assert tok is not None and tok.chat_template and "<|start_header_id|>" in tok.chat_template
+    assert llm.config.mask_token_id == tok.token_to_id("<|mdm_mask|>")
+    assert llm.config.eot_token_id == tok.token_to_id("<|eot_id|>")
+    assert llm.infill("Alice lives in [MASK:2].").lengths == [2]
+
+
+def test_corpus_is_deterministic_and_the_held_out_split_is_disjoint() -> None:
+    a, b = build_corpus(0), build_corpus(0)
+    assert a.docs == b.docs and a.chat == b.chat
+    assert build_corpus(1).docs != a.docs
+    held_out = [s for s in range(200) if is_held_out_count(s)]
+    assert held_out
+    for s in held_out:  # no training document is a held-out counting window
+        assert not any(
+            doc == count_doc(s, k) or doc.startswith(count_doc(s, 3) + " ") for doc in a.docs for k in range(3, 7)
+        )
+    held_q = {q for q, _ in a.held_out_chat}
+    assert held_q and not held_q & {q for q, _ in a.chat}
+    # every chat answer about a held-out person is absent from the chat data
+    assert not {ans for _, ans in a.held_out_chat} & {ans for _, ans in a.chat}
+    # forward templates only: the parent never comes first
+    for p in a.people:
+        assert not any(doc.startswith(p.parent) for doc in a.docs)
