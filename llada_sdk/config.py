@@ -141,6 +141,9 @@ class LLaDAConfig:
         for key in ("attention_dropout", "residual_dropout", "embedding_dropout"):
             if float(raw.get(key, 0.0) or 0.0) != 0.0:
                 raise ConfigError(f"unsupported config: `{key}` = {raw[key]!r}; only 0.0 is implemented")
+        raw = dict(raw)
+        if raw.get("mlp_hidden_size") is None:  # the reference falls back to mlp_ratio * d_model
+            raw["mlp_hidden_size"] = int(raw.get("mlp_ratio", 4)) * int(raw["d_model"])
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         kwargs = {k: raw[k] for k in known if k in raw and raw[k] is not None}
         extra = {k: v for k, v in raw.items() if k not in known}

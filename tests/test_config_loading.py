@@ -78,6 +78,20 @@ def test_unsupported_architecture_is_refused_at_load(tmp_path: Path) -> None:
         LLaDA.from_pretrained(d, device="cpu")
 
 
+def test_mlp_ratio_and_grouped_query_attention_follow_the_reference() -> None:
+    from llada_sdk.model import LLaDAModel
+
+    raw = json.loads((TINY / "config.json").read_text())
+    raw.update(mlp_hidden_size=None, mlp_ratio=3, n_kv_heads=2)
+    cfg = LLaDAConfig.from_hf_dict(raw)
+    assert cfg.mlp_hidden_size == 3 * 64 and cfg.n_kv_heads == 2
+    model = LLaDAModel(cfg)
+    assert model.transformer.blocks[0].k_proj.weight.shape == (32, 64)
+    assert sum(p.numel() for p in model.parameters()) == cfg.num_parameters()
+    with torch.inference_mode():
+        assert model(torch.tensor([[1, 2, 3]])).shape == (1, 3, 384)
+
+
 def test_config_round_trips_through_hf_dict() -> None:
     raw = json.loads((TINY / "config.json").read_text())
     cfg = LLaDAConfig.from_hf_dict(raw)
