@@ -1,7 +1,8 @@
 """Checkpoint loading: seconds and peak resident memory over the weights' size in the target dtype.
 
 Writes a synthetic ~1.2B-parameter checkpoint in the official format (bf16, 3 shards + index), then
-loads it in a fresh process per target dtype and reports load time, peak RSS (ru_maxrss) and
+loads it in a fresh process per target dtype -- and once the naive way (build the float32 model,
+``safetensors.torch.load_file`` every shard, ``load_state_dict``, cast), side by side -- and reports load time, peak RSS (ru_maxrss) and
 RSS before loading (Python + torch + llada_sdk). The bound checked by the issue is peak RSS <=
 1.25 x the weight bytes in the target dtype.
 
@@ -26,11 +27,24 @@ def rss():  # current resident set, bytes
         return int(f.read().split()[1]) * 4096
 before = rss()
 t = time.perf_counter()
-llm = LLaDA.from_pretrained(sys.argv[1], device="cpu", dtype=sys.argv[2])
+if sys.argv[3] == "llada":
+    model = LLaDA.from_pretrained(sys.argv[1], device="cpu", dtype=sys.argv[2]).model
+else:  # the naive way: build the model, load every shard with safetensors, load_state_dict, cast
+    import glob
+    from safetensors.torch import load_file
+    from llada_sdk.config import LLaDAConfig
+    from llada_sdk.model import LLaDAModel
+    model = LLaDAModel(LLaDAConfig.from_json(sys.argv[1] + "/config.json"))
+    state = {}
+    for f in sorted(glob.glob(sys.argv[1] + "/*.safetensors")):
+        state.update({k.removeprefix("model."): v for k, v in load_file(f).items()})
+    model.load_state_dict(state)
+    del state
+    model = model.to(getattr(torch, sys.argv[2]))
 seconds = time.perf_counter() - t
-weights = sum(p.numel() * p.element_size() for p in llm.model.parameters())
+weights = sum(p.numel() * p.element_size() for p in model.parameters())
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"dtype": sys.argv[2], "seconds": seconds, "weights": weights, "peak": peak, "before": before}))
+print(json.dumps({"way": sys.argv[3], "dtype": sys.argv[2], "seconds": seconds, "weights": weights, "peak": peak, "before": before}))
 """
 
 
@@ -77,18 +91,17 @@ def main() -> None:
     if not (folder / "model.safetensors.index.json").exists():
         write_checkpoint(folder, args.layers)
     print(
-        "| target dtype | load s | weights GB | RSS before load GB | peak RSS GB | peak / weights | (peak - before) / weights |"
+        "| loader | target dtype | load s | weights GB | RSS before load GB | peak RSS GB | peak / weights "
+        "| (peak - before) / weights |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for dtype in ("bfloat16", "float32"):
-        out = subprocess.run(
-            [sys.executable, "-c", CHILD, str(folder), dtype], capture_output=True, text=True, check=True
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+    print("|---|---|---|---|---|---|---|---|")
+    for way, dtype in (("llada", "bfloat16"), ("llada", "float32"), ("naive", "bfloat16")):
+        cmd = [sys.executable, "-c", CHILD, str(folder), dtype, way]
+        r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         gb = 1e9
         print(
-            f"| {dtype} | {r['seconds']:.2f} | {r['weights'] / gb:.2f} | {r['before'] / gb:.2f} | {r['peak'] / gb:.2f} "
-            f"| {r['peak'] / r['weights']:.3f} | {(r['peak'] - r['before']) / r['weights']:.3f} |"
+            f"| {way} | {dtype} | {r['seconds']:.2f} | {r['weights'] / gb:.2f} | {r['before'] / gb:.2f} "
+            f"| {r['peak'] / gb:.2f} | {r['peak'] / r['weights']:.3f} | {(r['peak'] - r['before']) / r['weights']:.3f} |"
         )
 
 

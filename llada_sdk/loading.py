@@ -45,6 +45,7 @@ _DTYPES = {
     "fp16": "float16",
     "half": "float16",
 }
+CHUNK_BYTES = 16 * 2**20
 _ST_DTYPES = {"F32": ("float32", 4), "BF16": ("bfloat16", 2), "F16": ("float16", 2), "F64": ("float64", 8)}
 
 
@@ -199,6 +200,7 @@ def iter_tensors(
             f"checkpoint has {len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:5])}; "
             "is it a LLaDA checkpoint with this config.json?"
         )
+    staging: dict[torch.dtype, torch.Tensor] = {}  # one reusable chunk buffer per file dtype
     for path, header, start in headers:
         with path.open("rb", buffering=0) as f:
             for raw_name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
@@ -210,20 +212,32 @@ def iter_tensors(
                         f"the checkpoint has {list(shape)}"
                     )
                 file_dtype = getattr(torch, _ST_DTYPES[info["dtype"]][0])
-                target = dtype or file_dtype
-                buf = torch.empty(shape, dtype=file_dtype)
+                out = torch.empty(shape, dtype=dtype or file_dtype, device=device)
                 begin, end = info["data_offsets"]
                 f.seek(start + begin)
-                raw: Any = buf.view(torch.uint8).numpy()
-                view = memoryview(raw).cast("B") if buf.numel() else memoryview(b"")
-                if _read_into(f, view) != end - begin:
+                if out.dtype == file_dtype and device.type == "cpu":
+                    got = _read_into(f, _bytes_view(out))  # straight into the final tensor
+                else:  # convert / upload chunk by chunk: never a second full copy
+                    if file_dtype not in staging:
+                        staging[file_dtype] = torch.empty(CHUNK_BYTES // out.element_size(), dtype=file_dtype)
+                    buf, flat, got = staging[file_dtype], out.view(-1), 0
+                    for lo in range(0, flat.numel(), buf.numel()):
+                        n = min(buf.numel(), flat.numel() - lo)
+                        got += _read_into(f, _bytes_view(buf[:n]))
+                        flat[lo : lo + n].copy_(buf[:n])
+                if got != end - begin:
                     raise CheckpointError(f"{path}: corrupt safetensors file (tensor {raw_name!r} is truncated)")
-                if target != file_dtype or device.type != "cpu":
-                    out = buf.to(device=device, dtype=target)
-                    del buf
-                    yield name, out
-                else:
-                    yield name, buf
+                yield name, out
+
+
+def _bytes_view(t: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous CPU tensor."""
+    import torch
+
+    if t.numel() == 0:
+        return memoryview(bytearray())
+    raw: Any = t.view(torch.uint8).numpy()
+    return memoryview(raw).cast("B")
 
 
 def _read_into(f: Any, view: memoryview) -> int:
