@@ -511,7 +511,7 @@ class LLaDA:
             return self._answer_stream([self._bos() + tok.encode(prefix)], opts)
         span = _Span(None if length in (None, "auto") else _positive(length, "length", opts.max_tokens))
         parts: list[str | _Span] = [(prefix or "").rstrip(" "), span, suffix]
-        return self._infill_stream(parts, opts, max_auto=min(opts.max_tokens, opts.max_auto_length))
+        return self._infill_stream(parts, opts, max_auto=min(opts.max_tokens, opts.max_auto_length), fill_only=True)
 
     def complete(
         self,
@@ -529,10 +529,7 @@ class LLaDA:
         by the model (``length="auto"``, the default; up to ``min(max_tokens, max_auto_length)``).
         ``text`` is the new text only.
         """
-        result = self._drain(self.stream_complete(prefix, suffix, options=options, length=length, **overrides))[0]
-        if suffix:
-            result.text = result.fills[0] if result.fills else ""
-        return result
+        return self._drain(self.stream_complete(prefix, suffix, options=options, length=length, **overrides))[0]
 
     def stream_chat(
         self,
@@ -590,7 +587,10 @@ class LLaDA:
         ids.append(self.config.eos_token_id)
         return ids, spans
 
-    def _infill_once(self, parts: list[str | _Span], lengths: list[int], opts: GenerationOptions) -> Iterator[Any]:
+    def _infill_once(
+        self, parts: list[str | _Span], lengths: list[int], opts: GenerationOptions, fill_only: bool = False
+    ) -> Iterator[Any]:
+        """Decode one canvas; ``fill_only``: the result's text is the (single) span's fill."""
         ids, spans = self._canvas(parts, lengths)
         first, last = spans[0].start, spans[-1].start + (spans[-1].length or 0)
         n_masks = sum(lengths)
@@ -606,6 +606,8 @@ class LLaDA:
                 res = ev.results[0]
                 res.lengths = list(lengths)
                 res.fills = [tok.decode(res.ids[s.start : s.start + (s.length or 0)]).strip() for s in spans]
+                if fill_only:
+                    res.text = res.fills[0]
                 yield TextEvent(row=0, block=0, delta=res.text)
             yield ev
 
@@ -648,12 +650,14 @@ class LLaDA:
             lengths[k] = best[1]
         return lengths
 
-    def _infill_stream(self, parts: list[str | _Span], opts: GenerationOptions, max_auto: int) -> Iterator[Any]:
+    def _infill_stream(
+        self, parts: list[str | _Span], opts: GenerationOptions, max_auto: int, fill_only: bool = False
+    ) -> Iterator[Any]:
         if any(isinstance(p, _Span) and p.length is None for p in parts):
             lengths = self._choose_lengths(parts, opts, max_auto)
         else:
             lengths = [p.length for p in parts if isinstance(p, _Span) and p.length is not None]
-        return self._infill_once(parts, lengths, opts)
+        yield from self._infill_once(parts, lengths, opts, fill_only)
 
     def stream_infill(self, text: str, *, options: GenerationOptions | None = None, **overrides: Any) -> Iterator[Any]:
         """Streaming ``infill``."""

@@ -134,3 +134,17 @@ def test_score_and_choose(bundled: Any) -> None:
     assert len(pick.scores) == 3 and pick.text == [" Duskmere.", " Quillby.", " Orlan."][pick.index]
     with pytest.raises(ValueError, match="`mc_num`"):
         bundled.score("a", "b", mc_num=10, batch_size=4)
+
+
+@pytest.mark.parametrize("call", ["infill", "backward"])
+def test_infill_and_backward_streams_end_in_the_same_result(bundled: Any, call: str) -> None:
+    if call == "infill":
+        events = list(bundled.stream_infill(f"{PERSON} lives in [MASK:1] and works as a [MASK:2]."))
+        plain = bundled.infill(f"{PERSON} lives in [MASK:1] and works as a [MASK:2].")
+    else:
+        events = list(bundled.stream_complete(suffix="'s parent is Lotrobar.", max_auto_length=4))
+        plain = bundled.complete(suffix="'s parent is Lotrobar.", max_auto_length=4)
+    result = events[-1].results[0]
+    assert result.text == plain.text and result.ids == plain.ids
+    assert "".join(ev.delta for ev in events if isinstance(ev, TextEvent)) == result.text
+    assert sum(len(ev.filled[0]) for ev in events if isinstance(ev, StepEvent)) == sum(result.lengths)
