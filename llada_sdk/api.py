@@ -400,7 +400,7 @@ class LLaDA:
                     return False
                 if t in ends:
                     return True
-            return bool(stops) and any(s in self._read_prefix(seg) for s in stops)
+            return self._read_prefix(seg, stops)[1]
 
         def stop_check(canvas: torch.Tensor, b: int) -> bool:
             return all(ended(canvas[r], blocks[b][1]) for r in range(canvas.shape[0]))
@@ -427,7 +427,7 @@ class LLaDA:
                         seg = x[r, region[0] : ev.end].tolist()
                         if mask_id in seg:
                             seg = seg[: seg.index(mask_id)]
-                        text = self._read_prefix(seg)
+                        text = self._read_prefix(seg, stops)[0]
                         if text.startswith(emitted[r]) and len(text) > len(emitted[r]):
                             yield TextEvent(row=r, block=ev.block, delta=text[len(emitted[r]) :])
                             emitted[r] = text
@@ -449,11 +449,15 @@ class LLaDA:
             )
         yield ResultEvent(results)
 
-    def _read_prefix(self, seg: list[int]) -> str:
-        """Decode generated ids up to the first EOS/EOT, cut before the first stop sequence."""
+    def _read_prefix(self, seg: list[int], stops: Sequence[str] = ()) -> tuple[str, bool]:
+        """Decode generated ids up to the first EOS/EOT, cut before the first stop sequence.
+
+        Returns ``(text, stopped)``; ``stopped`` is True when a stop sequence was found."""
         ends = self._ends()
         cut = next((i for i, t in enumerate(seg) if t in ends), len(seg))
-        return self._tok().decode(seg[:cut])
+        text = self._tok().decode(seg[:cut])
+        hits = [text.index(s) for s in stops if s in text]
+        return (text[: min(hits)], True) if hits else (text, False)
 
     def _answer_reader(self, region: tuple[int, int], stops: list[str]) -> Callable[[list[int]], tuple[str, str]]:
         def read(ids: list[int]) -> tuple[str, str]:

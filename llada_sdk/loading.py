@@ -64,6 +64,11 @@ class ModelSource:
         return f"{self.kind}:{self.path}"
 
 
+def is_repo_id(text: str) -> bool:
+    """True when ``text`` has the shape of a Hub repo id (``owner/name``) rather than a path."""
+    return bool(_REPO_ID.match(text)) and not text.startswith((".", "/", "~"))
+
+
 def resolve(path_or_repo_id: str | os.PathLike[str] | None, revision: str | None = None) -> ModelSource:
     """The bundled model (None or its name), a local directory, or a Hub repo id (downloaded or cached).
 
@@ -78,7 +83,7 @@ def resolve(path_or_repo_id: str | os.PathLike[str] | None, revision: str | None
         return ModelSource("local", local)
     if local.exists():
         raise ModelNotFoundError(f"model path {text!r} is a file; pass the directory that holds config.json")
-    if not _REPO_ID.match(text) or text.startswith((".", "/", "~")):
+    if not is_repo_id(text):
         raise ModelNotFoundError(f"model {text!r}: no such directory, and not a Hub repo id (owner/name)")
     try:
         from huggingface_hub import snapshot_download
@@ -257,8 +262,7 @@ def load_model(folder: Path, config: Any, dtype: torch.dtype | None, device: tor
 
     from llada_sdk.model import LLaDAModel
 
-    with torch.device("meta"):
-        model = LLaDAModel(config)
+    model = LLaDAModel(config, device="meta")
     wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     state = dict(iter_tensors(weight_files(folder), wanted, dtype, device))
     dtypes = {t.dtype for t in state.values()}

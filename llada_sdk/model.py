@@ -18,10 +18,10 @@ from llada_sdk.config import LLaDAConfig
 class RMSNorm(nn.Module):
     """RMSNorm as the reference computes it: normalise in float32, cast back, then scale."""
 
-    def __init__(self, dim: int, eps: float) -> None:
+    def __init__(self, dim: int, eps: float, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
+        self.weight = nn.Parameter(torch.ones(dim, device=device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x32 = x.float()
@@ -50,21 +50,21 @@ def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 class LLaDABlock(nn.Module):
     """One pre-norm transformer block with bidirectional attention and a SwiGLU MLP."""
 
-    def __init__(self, cfg: LLaDAConfig) -> None:
+    def __init__(self, cfg: LLaDAConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         assert cfg.n_kv_heads is not None and cfg.mlp_hidden_size is not None
         d, kv = cfg.d_model, cfg.n_kv_heads * cfg.head_dim
         self.n_heads, self.n_kv_heads, self.head_dim = cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
         self.causal = False  # True only for the autoregressive baseline of benchmarks/reversal.py
-        self.attn_norm = RMSNorm(d, cfg.rms_norm_eps)
-        self.q_proj = nn.Linear(d, d, bias=False)
-        self.k_proj = nn.Linear(d, kv, bias=False)
-        self.v_proj = nn.Linear(d, kv, bias=False)
-        self.attn_out = nn.Linear(d, d, bias=False)
-        self.ff_norm = RMSNorm(d, cfg.rms_norm_eps)
-        self.ff_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False)
-        self.up_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False)
-        self.ff_out = nn.Linear(cfg.mlp_hidden_size, d, bias=False)
+        self.attn_norm = RMSNorm(d, cfg.rms_norm_eps, device)
+        self.q_proj = nn.Linear(d, d, bias=False, device=device)
+        self.k_proj = nn.Linear(d, kv, bias=False, device=device)
+        self.v_proj = nn.Linear(d, kv, bias=False, device=device)
+        self.attn_out = nn.Linear(d, d, bias=False, device=device)
+        self.ff_norm = RMSNorm(d, cfg.rms_norm_eps, device)
+        self.ff_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False, device=device)
+        self.up_proj = nn.Linear(d, cfg.mlp_hidden_size, bias=False, device=device)
+        self.ff_out = nn.Linear(cfg.mlp_hidden_size, d, bias=False, device=device)
 
     def forward(
         self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_bias: torch.Tensor | None
@@ -86,13 +86,16 @@ class LLaDABlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: LLaDAConfig) -> None:
+    def __init__(self, cfg: LLaDAConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         assert cfg.embedding_size is not None
-        self.wte = nn.Embedding(cfg.embedding_size, cfg.d_model)
-        self.blocks = nn.ModuleList(LLaDABlock(cfg) for _ in range(cfg.n_layers))
-        self.ln_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps)
-        self.ff_out = nn.Linear(cfg.d_model, cfg.embedding_size, bias=False)
+        # On "meta" (the loading skeleton) pass an explicit weight: nn.Embedding's random init there
+        # would import torch._dynamo (~1 s) for nothing.
+        meta = torch.empty(cfg.embedding_size, cfg.d_model, device="meta") if str(device) == "meta" else None
+        self.wte = nn.Embedding(cfg.embedding_size, cfg.d_model, device=device, _weight=meta)
+        self.blocks = nn.ModuleList(LLaDABlock(cfg, device) for _ in range(cfg.n_layers))
+        self.ln_f = RMSNorm(cfg.d_model, cfg.rms_norm_eps, device)
+        self.ff_out = nn.Linear(cfg.d_model, cfg.embedding_size, bias=False, device=device)
 
 
 class LLaDAModel(nn.Module):
@@ -104,10 +107,10 @@ class LLaDAModel(nn.Module):
     is the same as no mask. Logits at position *i* predict token *i* (no shift).
     """
 
-    def __init__(self, cfg: LLaDAConfig) -> None:
+    def __init__(self, cfg: LLaDAConfig, device: torch.device | str | None = None) -> None:
         super().__init__()
         self.config = cfg
-        self.transformer = Transformer(cfg)
+        self.transformer = Transformer(cfg, device)  # device="meta": a skeleton for loading
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.dim() != 2:

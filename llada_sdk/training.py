@@ -399,8 +399,8 @@ def _resume(
     return int(meta["step"]), list(meta["losses"])
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m llada_sdk.training", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m llada_sdk.training") -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (checkpoint + tokenizer)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     for name, f in TrainConfig.__dataclass_fields__.items():

@@ -148,3 +148,11 @@ def test_infill_and_backward_streams_end_in_the_same_result(bundled: Any, call: 
     assert result.text == plain.text and result.ids == plain.ids
     assert "".join(ev.delta for ev in events if isinstance(ev, TextEvent)) == result.text
     assert sum(len(ev.filled[0]) for ev in events if isinstance(ev, StepEvent)) == sum(result.lengths)
+
+
+def test_streamed_deltas_stop_at_the_stop_sequence(bundled: Any) -> None:
+    full = bundled.complete(f"{PERSON} lives in", max_tokens=16, early_stop=False).text
+    stop = full[2:4]
+    events = list(bundled.stream_complete(f"{PERSON} lives in", max_tokens=16, stop=[stop]))
+    streamed = "".join(ev.delta for ev in events if isinstance(ev, TextEvent))
+    assert stop not in streamed and streamed == events[-1].results[0].text == full[: full.index(stop)]

@@ -22,6 +22,6 @@ def test_readme_python_examples_run(monkeypatch: object, capsys: object) -> None
     os.chdir(README.parent)  # the README's paths are relative to the repository root
     try:
         for block in runnable:
-            exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own README
+            exec(compile(block, str(README), "exec"), namespace)  # our own README
     finally:
         os.chdir(cwd)

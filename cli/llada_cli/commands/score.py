@@ -1,0 +1,121 @@
+"""``llada score``: the log-likelihood of a continuation, or the best of several choices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+from llada_cli.common import emit_json, json_option, load_model, model_options, text_or_stdin
+from llada_cli.genopts import generation_options, resolve_options
+
+
+@click.command(short_help="Log-likelihood of a continuation, or multiple choice.")
+@click.argument("prompt")
+@click.argument("continuation", required=False)
+@click.option(
+    "-c",
+    "--choice",
+    "choices",
+    multiple=True,
+    metavar="TEXT",
+    help="A choice to score after PROMPT (repeat it); prints every score and the best.",
+)
+@click.option(
+    "--mc-num",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    metavar="INT",
+    help="Monte Carlo samples of the estimate (a multiple of --batch-size).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    metavar="INT",
+    help="Samples per forward pass.",
+)
+@click.option("--normalize", is_flag=True, help="Divide each choice's score by its token count.")
+@model_options
+@generation_options(only=("cfg_scale", "seed"), defaults={"seed": 0}, pairs=False)
+@json_option("Print one JSON object with the score(s).")
+@click.pass_context
+def score(
+    ctx: click.Context,
+    prompt: str,
+    continuation: str | None,
+    choices: tuple[str, ...],
+    mc_num: int,
+    batch_size: int,
+    normalize: bool,
+    model: str | None,
+    device: str | None,
+    dtype: str,
+    as_json: bool,
+) -> None:
+    """Score CONTINUATION after PROMPT: a Monte Carlo lower bound on log p(CONTINUATION | PROMPT).
+
+    With --choice (repeated) instead of CONTINUATION: multiple choice, every choice scored with
+    the same seed, the best marked with '*'. PROMPT '-' reads it from stdin. Trailing spaces of
+    PROMPT move to the continuation.
+
+    \b
+    Examples:
+      llada score "Zapur lives in" " Duskmere."
+      llada score "Zapur lives in" -c " Duskmere." -c " Quillby." --json
+    """
+    options = resolve_options(ctx)
+    if (continuation is None) == (not choices):
+        raise click.UsageError("give CONTINUATION or --choice (at least one), not both", ctx)
+    if mc_num % batch_size:
+        raise click.BadParameter(
+            f"{mc_num} is not a multiple of --batch-size ({batch_size})", ctx, param_hint="'--mc-num'"
+        )
+    prompt = text_or_stdin(prompt, "PROMPT")
+    llm = load_model(model, device, dtype)
+    if continuation is not None:
+        value = llm.score(
+            prompt, continuation, mc_num=mc_num, batch_size=batch_size, cfg_scale=options.cfg_scale, seed=options.seed
+        )
+        if as_json:
+            emit_json({"prompt": prompt, "continuation": continuation, "log_likelihood": value})
+        else:
+            click.echo(f"{value:.4f}")
+        return
+    with _progress(len(choices)) as advance:
+        best = llm.choose(
+            prompt,
+            list(choices),
+            mc_num=mc_num,
+            batch_size=batch_size,
+            cfg_scale=options.cfg_scale,
+            seed=0 if options.seed is None else options.seed,
+            normalize=normalize,
+            progress=advance,
+        )
+    if as_json:
+        emit_json(
+            {"prompt": prompt, "choices": list(choices), "scores": best.scores, "index": best.index, "text": best.text}
+        )
+        return
+    for i, (choice, value) in enumerate(zip(choices, best.scores)):
+        click.echo(f"{'*' if i == best.index else ' '} {value:10.4f}  {choice}")
+
+
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[int], None]]:
+    """A transient progress bar on stderr (a terminal, more than one choice); yields ``advance(done)``."""
+    import sys
+
+    if total < 2 or not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("Scoring choices", total=total)
+        yield lambda done: bar.update(task, completed=done)

@@ -1,0 +1,159 @@
+"""Options and helpers shared by the commands: the model flags, loading, stdin prompts, output.
+
+Nothing here imports torch or rich at module level; both are imported inside the functions that
+need them, so ``llada --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from llada_sdk.loading import BUNDLED_MODEL, is_repo_id
+
+if TYPE_CHECKING:
+    from llada_sdk import LLaDA, TextResult
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _check_model(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Reject a model that is neither the bundled name, a directory, nor a Hub repo id (no network)."""
+    if value is None or value == BUNDLED_MODEL:
+        return value
+    path = Path(value).expanduser()
+    if path.is_dir():
+        return value
+    if path.exists():
+        raise click.BadParameter(f"{value!r} is a file; pass the directory that holds config.json", ctx, param)
+    if not is_repo_id(value):
+        raise click.BadParameter(f"no such model directory {value!r} (and not a Hub repo id owner/name)", ctx, param)
+    return value
+
+
+def model_options(f: F) -> F:
+    """``-m/--model`` (env ``LLADA_MODEL``), ``--device`` and ``--dtype``."""
+    f = click.option(
+        "--dtype",
+        type=click.Choice(DTYPES),
+        default="auto",
+        show_default=True,
+        help="Weights dtype; auto keeps the checkpoint's own.",
+    )(f)
+    f = click.option(
+        "--device",
+        default=None,
+        metavar="DEVICE",
+        help="cpu, cuda, cuda:1 ... [default: cuda when available, else cpu]",
+    )(f)
+    f = click.option(
+        "-m",
+        "--model",
+        default=None,
+        envvar="LLADA_MODEL",
+        show_envvar=True,
+        callback=_check_model,
+        metavar="PATH|REPO",
+        help=f"Model directory, cached Hub repo id (owner/name) or {BUNDLED_MODEL}. "
+        f"[default: {BUNDLED_MODEL}, the bundled model]",
+    )(f)
+    return f
+
+
+def json_option(help: str = "Print one JSON object (its `text` field is the text).") -> Callable[[F], F]:
+    """``--json``: one JSON object on stdout."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def view_option(f: F) -> F:
+    """``--view/--no-view``: the live canvas (default on a terminal)."""
+    return click.option(
+        "--view/--no-view",
+        default=None,
+        help="Show the canvas live as it denoises. [default: on when stdout is a terminal]",
+    )(f)
+
+
+def wants_view(view: bool | None, as_json: bool) -> bool:
+    """The live view is on when asked for, or by default on a terminal without ``--json``."""
+    if view is not None:
+        return view and not as_json
+    return not as_json and sys.stdout.isatty()
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin is None or sys.stdin.isatty()
+
+
+def text_or_stdin(value: str | None, name: str) -> str:
+    """The argument ``value``; when absent (or ``-``), all of stdin if it is not a terminal."""
+    if value is not None and value != "-":
+        return value
+    if stdin_is_terminal():
+        raise click.UsageError(f"Missing argument '{name}' (give it, or pipe it on stdin)")
+    text = sys.stdin.read().rstrip("\n")
+    if not text.strip():
+        raise click.UsageError(f"Missing argument '{name}': stdin is empty")
+    return text
+
+
+@contextlib.contextmanager
+def busy(message: str, enabled: bool = True) -> Iterator[None]:
+    """A transient spinner on stderr when it is a terminal (and ``enabled``); nothing otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(message):
+        yield
+
+
+def load_model(model: str | None, device: str | None, dtype: str) -> LLaDA:
+    """``LLaDA.from_pretrained`` behind a spinner; errors name the flag at fault."""
+    with busy(f"Loading {model or BUNDLED_MODEL}…"):
+        from llada_sdk import LLaDA
+        from llada_sdk.errors import LLaDAError, ModelNotFoundError
+
+        try:
+            return LLaDA.from_pretrained(model, device=device, dtype=None if dtype == "auto" else dtype)
+        except ModelNotFoundError as exc:
+            raise click.BadParameter(str(exc), param_hint="'-m' / '--model'") from exc
+        except LLaDAError:
+            raise
+        except ValueError as exc:
+            if "`device`" in str(exc):
+                raise click.BadParameter(str(exc), param_hint="'--device'") from exc
+            raise
+
+
+def result_dict(result: TextResult) -> dict[str, Any]:
+    """The JSON form of a ``TextResult`` (token ids left out)."""
+    return {
+        "text": result.text,
+        "fills": result.fills,
+        "lengths": result.lengths,
+        "finish_reason": result.finish_reason,
+        "forward_passes": result.forward_passes,
+        "forward_passes_saved": result.forward_passes_saved,
+    }
+
+
+def emit_json(obj: Any) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
+
+
+def emit_result(result: TextResult, as_json: bool) -> None:
+    """Print a text result: its text, or its JSON object."""
+    if as_json:
+        emit_json(result_dict(result))
+    else:
+        click.echo(result.text)
