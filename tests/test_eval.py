@@ -1,0 +1,62 @@
+"""The bundled model meets its targets on a fixed subset, and the eval entry point's JSON contract."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from llada_sdk.eval import build_tasks, evaluate
+
+# Shipped figures on the full eval split (README): 100 % on every task below. The subset (the first
+# items of each task, fixed order) must stay above these, a little below the shipped figures.
+THRESHOLDS = {
+    "infill_city": 0.9,
+    "infill_count_heldout": 0.9,
+    "complete_forward_city": 0.9,
+    "reverse_parent": 0.9,
+    "reverse_parent_auto": 0.8,
+    "chat_trained": 0.9,
+    "chat_second_turn": 0.8,
+}
+LIMIT = {"reverse_parent_auto": 5}
+
+
+def test_bundled_model_meets_targets_on_a_fixed_subset(bundled: Any) -> None:
+    for task, threshold in THRESHOLDS.items():
+        report = evaluate(bundled, limit=LIMIT.get(task, 10), tasks=[task])
+        assert report[task]["accuracy"] >= threshold, (task, report[task])
+
+
+def test_task_names_say_what_they_measure(bundled: Any) -> None:
+    names = set(build_tasks(bundled))
+    for word in ("infill", "complete", "reverse", "chat"):
+        assert any(word in n for n in names)
+
+
+def test_eval_json_contract() -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llada_sdk.eval",
+            "--json",
+            "--limit",
+            "1",
+            "--task",
+            "infill_city",
+            "--task",
+            "chat_trained",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert set(report) >= {"model", "tasks"} and report["model"].startswith("bundled:")
+    for name in ("infill_city", "chat_trained"):
+        assert set(report["tasks"][name]) >= {"accuracy", "n"} and report["tasks"][name]["n"] == 1
