@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from llada_sdk.config import LLaDAConfig
-    from llada_sdk.engine import DoneEvent
+    from llada_sdk.engine import BlockEvent, DoneEvent, StepEvent
     from llada_sdk.loading import ModelSource
     from llada_sdk.model import LLaDAModel
     from llada_sdk.tokenizer import Message, Tokenizer
@@ -82,7 +82,10 @@ class ResultEvent:
     results: list[TextResult]
 
 
-Event = "CanvasEvent | StepEvent | BlockEvent | TextEvent | DoneEvent | ResultEvent"
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    Event: TypeAlias = "CanvasEvent | StepEvent | BlockEvent | TextEvent | ResultEvent"
 
 
 @dataclass
@@ -504,7 +507,7 @@ class LLaDA:
         options: GenerationOptions | None = None,
         length: int | str | None = None,
         **overrides: Any,
-    ) -> Iterator[Any]:
+    ) -> Iterator[Event]:
         """Streaming ``complete``: yields ``CanvasEvent``, ``StepEvent``, ``BlockEvent``, ``TextEvent``
         and finally ``ResultEvent``."""
         opts = self._opts(options, overrides)
@@ -541,7 +544,7 @@ class LLaDA:
         *,
         options: GenerationOptions | None = None,
         **overrides: Any,
-    ) -> Iterator[Any]:
+    ) -> Iterator[Event]:
         """Streaming ``chat``: one row per conversation."""
         opts = self._opts(options, overrides)
         convs = _as_batch(messages)
@@ -663,7 +666,9 @@ class LLaDA:
             lengths = [p.length for p in parts if isinstance(p, _Span) and p.length is not None]
         yield from self._infill_once(parts, lengths, opts, fill_only)
 
-    def stream_infill(self, text: str, *, options: GenerationOptions | None = None, **overrides: Any) -> Iterator[Any]:
+    def stream_infill(
+        self, text: str, *, options: GenerationOptions | None = None, **overrides: Any
+    ) -> Iterator[Event]:
         """Streaming ``infill``."""
         opts = self._opts(options, overrides)
         parts = parse_masked_text(text)
@@ -777,7 +782,7 @@ class ChatSession:
             self.messages.insert(0, {"role": "system", "content": system})
         self._ids = None
 
-    def stream(self, text: str, *, options: GenerationOptions | None = None, **overrides: Any) -> Iterator[Any]:
+    def stream(self, text: str, *, options: GenerationOptions | None = None, **overrides: Any) -> Iterator[Event]:
         """Send ``text`` as the user; yields the events of ``LLaDA.stream_chat`` and records the answer."""
         opts = (options or self.options).with_overrides(**overrides)
         tok = self.llm._tok()
