@@ -410,30 +410,29 @@ class LLaDA:
 
         use_stop = answer_mode and opts.early_stop and not opts.reference_compat
         done: DoneEvent | None = None
-        with torch.inference_mode():
-            for ev in denoise(
-                self.model,
-                x,
-                blocks,
-                steps,
-                self._decode_cfg(opts),
-                attention_mask=am,
-                generator=self._generator(opts),
-                stop_check=stop_check if use_stop else None,
-            ):
-                if isinstance(ev, DoneEvent):
-                    done = ev
-                    continue
-                yield ev
-                if isinstance(ev, BlockEvent) and answer_mode:
-                    for r in range(len(rows)):
-                        seg = x[r, region[0] : ev.end].tolist()
-                        if mask_id in seg:
-                            seg = seg[: seg.index(mask_id)]
-                        text = self._read_prefix(seg, stops)[0]
-                        if text.startswith(emitted[r]) and len(text) > len(emitted[r]):
-                            yield TextEvent(row=r, block=ev.block, delta=text[len(emitted[r]) :])
-                            emitted[r] = text
+        for ev in denoise(
+            self.model,
+            x,
+            blocks,
+            steps,
+            self._decode_cfg(opts),
+            attention_mask=am,
+            generator=self._generator(opts),
+            stop_check=stop_check if use_stop else None,
+        ):
+            if isinstance(ev, DoneEvent):
+                done = ev
+                continue
+            yield ev
+            if isinstance(ev, BlockEvent) and answer_mode:
+                for r in range(len(rows)):
+                    seg = x[r, region[0] : ev.end].tolist()
+                    if mask_id in seg:
+                        seg = seg[: seg.index(mask_id)]
+                    text = self._read_prefix(seg, stops)[0]
+                    if text.startswith(emitted[r]) and len(text) > len(emitted[r]):
+                        yield TextEvent(row=r, block=ev.block, delta=text[len(emitted[r]) :])
+                        emitted[r] = text
         assert done is not None
         results = []
         for r in range(len(rows)):
@@ -465,14 +464,9 @@ class LLaDA:
     def _answer_reader(self, region: tuple[int, int], stops: list[str]) -> Callable[[list[int]], tuple[str, str]]:
         def read(ids: list[int]) -> tuple[str, str]:
             seg = ids[region[0] : region[1]]
-            ends = self._ends()
-            cut = next((i for i, t in enumerate(seg) if t in ends), None)
-            text = self._tok().decode(seg[:cut] if cut is not None else seg)
-            reason = "eos" if cut is not None else "length"
-            hits = [text.index(s) for s in stops if s in text]
-            if hits:
-                return text[: min(hits)], "stop"
-            return text, reason
+            text, stopped = self._read_prefix(seg, stops)
+            ended = any(t in self._ends() for t in seg)
+            return text, "stop" if stopped else "eos" if ended else "length"
 
         return read
 

@@ -188,20 +188,21 @@ def denoise(
                     continue
             elif not bool((x[:, start:end] == cfg.mask_id).any()):
                 break
-            mask_index = x == cfg.mask_id
-            out = _predict(predictor, x, attention_mask, prompt_index, cfg)
-            nfe += 1
-            with torch.no_grad():
+            # inference mode for the step only: it must not leak into the consumer between yields
+            with torch.inference_mode():
+                mask_index = x == cfg.mask_id
+                out = _predict(predictor, x, attention_mask, prompt_index, cfg)
                 x0, conf = _candidates(out, cfg, generator)
-            eligible = mask_index & (positions < end)[None, :]
-            x0 = torch.where(mask_index, x0, x)
-            conf = torch.where(eligible, conf, torch.full_like(conf, -torch.inf))
-            if budget is not None:
-                chosen = policies.select_top_k(conf, budget[:, step])
-            else:
-                assert cfg.threshold is not None
-                chosen = policies.select_threshold(conf, eligible, cfg.threshold)
-            x[chosen] = x0[chosen]
+                eligible = mask_index & (positions < end)[None, :]
+                x0 = torch.where(mask_index, x0, x)
+                conf = torch.where(eligible, conf, torch.full_like(conf, -torch.inf))
+                if budget is not None:
+                    chosen = policies.select_top_k(conf, budget[:, step])
+                else:
+                    assert cfg.threshold is not None
+                    chosen = policies.select_threshold(conf, eligible, cfg.threshold)
+                x[chosen] = x0[chosen]
+            nfe += 1
             filled = [[(int(p), int(x[row, p])) for p in chosen[row].nonzero().flatten()] for row in range(x.shape[0])]
             yield StepEvent(block=b, step=step, filled=filled, forward_passes=nfe)
             step += 1
@@ -297,7 +298,6 @@ def generate(
         confidence_eos_eot_inf=confidence_eos_eot_inf,
         reference_compat=reference_compat,
     )
-    with torch.inference_mode():
-        for _ in denoise(predictor, x, blocks, steps_per_block, cfg, attention_mask=am, generator=generator):
-            pass
+    for _ in denoise(predictor, x, blocks, steps_per_block, cfg, attention_mask=am, generator=generator):
+        pass
     return x

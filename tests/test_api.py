@@ -156,3 +156,10 @@ def test_streamed_deltas_stop_at_the_stop_sequence(bundled: Any) -> None:
     events = list(bundled.stream_complete(f"{PERSON} lives in", max_tokens=16, stop=[stop]))
     streamed = "".join(ev.delta for ev in events if isinstance(ev, TextEvent))
     assert stop not in streamed and streamed == events[-1].results[0].text == full[: full.index(stop)]
+
+
+def test_streaming_does_not_leak_inference_mode_into_the_consumer(bundled: Any) -> None:
+    import torch
+
+    states = [torch.is_inference_mode_enabled() for _ in bundled.stream_infill(f"{PERSON} lives in [MASK:2].")]
+    assert states and not any(states)
