@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.nn.functional as F
@@ -229,6 +229,33 @@ class TrainConfig:
     causal: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        positive = (
+            "steps",
+            "batch_size",
+            "threads",
+            "save_every",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "mlp_hidden_size",
+            "n_people",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
+        if self.seq_len < 48:
+            raise ValueError(f"`seq_len` must be >= 48 (a chat row must fit), got {self.seq_len}")
+        if self.vocab_size < 262:
+            raise ValueError(f"`vocab_size` must be >= 262 (256 bytes + 6 special tokens), got {self.vocab_size}")
+        if not self.lr > 0:
+            raise ValueError(f"`lr` must be > 0, got {self.lr}")
+        for name in ("decay_fraction", "sft_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
+
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
             return self.lr * (step + 1) / self.warmup
@@ -399,8 +426,15 @@ def _resume(
     return int(meta["step"]), list(meta["losses"])
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors as one line on stderr (exit 2), like the ``llada`` command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m llada_sdk.training") -> None:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser = _OneLineErrors(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (checkpoint + tokenizer)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     for name, f in TrainConfig.__dataclass_fields__.items():
@@ -410,7 +444,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m llada_sdk.trainin
             parser.add_argument(f"--{name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = vars(parser.parse_args(argv))
     out, resume = args.pop("out"), not args.pop("no_resume")
-    summary = train(TrainConfig(**args), out, resume=resume)
+    try:
+        cfg = TrainConfig(**args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    summary = train(cfg, out, resume=resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))  # noqa: T201
 
 

@@ -100,3 +100,12 @@ def test_corpus_is_deterministic_and_the_held_out_split_is_disjoint() -> None:
     # forward templates only: the parent never comes first
     for p in a.people:
         assert not any(doc.startswith(p.parent) for doc in a.docs)
+
+
+def test_bad_training_settings_name_the_field() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"`steps` must be >= 1, got 0"):
+        TrainConfig(steps=0)
+    with pytest.raises(ValueError, match=r"`sft_fraction` must be in \[0, 1\], got 1.5"):
+        TrainConfig(sft_fraction=1.5)
