@@ -293,6 +293,7 @@ class LLaDA:
             logits_eos_inf=opts.logits_eos_inf,
             confidence_eos_eot_inf=opts.confidence_eos_eot_inf,
             reference_compat=opts.reference_compat,
+            cache=None if opts.cache == "none" else opts.cache,
         )
 
     def _generator(self, opts: GenerationOptions) -> torch.Generator | None:
@@ -332,6 +333,7 @@ class LLaDA:
         threshold: float | None = None,
         reference_compat: bool = True,
         generator: torch.Generator | None = None,
+        cache: str | None = None,
     ) -> torch.Tensor:
         """The official ``generate.py::generate``, token for token: returns ``[B, P + gen_length]``.
 
@@ -339,7 +341,8 @@ class LLaDA:
         model). ``generator=None`` draws from torch's global RNG like the reference. With
         ``reference_compat=False`` the documented fixes apply (EOS/EOT rule at any temperature,
         float32 confidences, no wasted zero-budget steps). ``attention_mask=None`` works with
-        ``cfg_scale > 0`` (the reference crashes there).
+        ``cfg_scale > 0`` (the reference crashes there). ``cache="prefix"``/``"dual"`` runs Fast-dLLM's
+        ``generate_with_prefix_cache`` / ``generate_with_dual_cache`` (token-exact, same forward count).
         """
         require_torch()
         import torch
@@ -366,6 +369,7 @@ class LLaDA:
             threshold=threshold,
             reference_compat=reference_compat,
             generator=generator,
+            cache=cache,
         )
 
     # -- the shared canvas runner ---------------------------------------------------------------

@@ -48,6 +48,7 @@ class DecodeConfig:
     logits_eos_inf: bool = False
     confidence_eos_eot_inf: bool = False
     reference_compat: bool = False
+    cache: str | None = None  # None | "prefix" | "dual" (Fast-dLLM's approximate KV caches)
 
 
 @dataclass
@@ -139,6 +140,37 @@ def _predict(
     return policies.classifier_free_guidance(cond, un, cfg.cfg_scale)
 
 
+def _commit(
+    x: torch.Tensor,
+    seg_start: int,
+    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    end: int,
+    k: torch.Tensor | None,
+    cfg: DecodeConfig,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """One step's choice and commit on the segment of ``x`` the backend predicted (``out`` covers
+    positions ``seg_start ..``): eligible are its masked positions left of ``end``. Returns the
+    committed positions as a bool ``[B, L]`` over the whole canvas."""
+    n = (out[0] if isinstance(out, tuple) else out).shape[1]
+    seg = x[:, seg_start : seg_start + n]
+    mask_index = seg == cfg.mask_id
+    x0, conf = _candidates(out, cfg, generator)
+    positions = torch.arange(seg_start, seg_start + n, device=x.device)
+    eligible = mask_index & (positions < end)[None, :]
+    x0 = torch.where(mask_index, x0, seg)
+    conf = torch.where(eligible, conf, torch.full_like(conf, -torch.inf))
+    if k is not None:
+        chosen = policies.select_top_k(conf, k)
+    else:
+        assert cfg.threshold is not None
+        chosen = policies.select_threshold(conf, eligible, cfg.threshold)
+    seg[chosen] = x0[chosen]
+    full = torch.zeros_like(x, dtype=torch.bool)
+    full[:, seg_start : seg_start + n] = chosen
+    return full
+
+
 def denoise(
     predictor: MaskPredictor,
     x: torch.Tensor,
@@ -173,35 +205,48 @@ def denoise(
         raise ValueError("`blocks` and `steps_per_block` must have the same length")
     if not callable(predictor):
         raise TypeError("`predictor` must be callable")
+    if cfg.cache is not None:
+        if cfg.cache not in ("prefix", "dual"):
+            raise ValueError(f"`cache` must be None, 'prefix' or 'dual', got {cfg.cache!r}")
+        if not hasattr(predictor, "forward_cached"):
+            raise ValueError("`cache` needs a backend with forward_cached() (the PyTorch model)")
+        if cfg.cfg_scale > 0 or (attention_mask is not None and not bool(attention_mask.bool().all())):
+            raise ValueError("`cache` does not support classifier-free guidance or padded batches")
     prompt_index = x != cfg.mask_id
-    positions = torch.arange(x.shape[1], device=x.device)
     nfe = 0
     for b, ((start, end), steps) in enumerate(zip(blocks, steps_per_block)):
         budget = policies.num_transfer_tokens(x[:, start:end] == cfg.mask_id, steps) if cfg.threshold is None else None
+        kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
         step = 0
         while True:
-            if budget is not None:
-                if step >= steps:
+            done = not bool((x[:, start:end] == cfg.mask_id).any())
+            if cfg.cache is None:
+                if budget is not None:
+                    if step >= steps:
+                        break
+                    if not cfg.reference_compat and int(budget[:, step].sum()) == 0:
+                        step += 1
+                        continue
+                elif done:
                     break
-                if not cfg.reference_compat and int(budget[:, step].sum()) == 0:
-                    step += 1
-                    continue
-            elif not bool((x[:, start:end] == cfg.mask_id).any()):
+            # Fast-dLLM: a full pass opens the block (and fills the cache), cached passes run until the
+            # block is done; its revision 24cc59e makes one cached pass even when the first finished it.
+            elif (step > 0 and done and not (cfg.reference_compat and step == 1)) or step > max(steps, end - start) + 1:
                 break
+            k = None
+            if budget is not None:
+                k = budget[:, step] if step < steps else torch.zeros_like(budget[:, 0])
             # inference mode for the step only: it must not leak into the consumer between yields
             with torch.inference_mode():
-                mask_index = x == cfg.mask_id
-                out = _predict(predictor, x, attention_mask, prompt_index, cfg)
-                x0, conf = _candidates(out, cfg, generator)
-                eligible = mask_index & (positions < end)[None, :]
-                x0 = torch.where(mask_index, x0, x)
-                conf = torch.where(eligible, conf, torch.full_like(conf, -torch.inf))
-                if budget is not None:
-                    chosen = policies.select_top_k(conf, budget[:, step])
+                seg_start = 0
+                if cfg.cache is None:
+                    out = _predict(predictor, x, attention_mask, prompt_index, cfg)
+                elif step == 0:
+                    out, kv = predictor.forward_cached(x)  # type: ignore[attr-defined]
                 else:
-                    assert cfg.threshold is not None
-                    chosen = policies.select_threshold(conf, eligible, cfg.threshold)
-                x[chosen] = x0[chosen]
+                    seg_start, seg_end = start, (x.shape[1] if cfg.cache == "prefix" else end)
+                    out, _ = predictor.forward_cached(x[:, seg_start:seg_end], kv, seg_start)  # type: ignore[attr-defined]
+                chosen = _commit(x, seg_start, out, end, k, cfg, generator)
             nfe += 1
             filled = [[(int(p), int(x[row, p])) for p in chosen[row].nonzero().flatten()] for row in range(x.shape[0])]
             yield StepEvent(block=b, step=step, filled=filled, forward_passes=nfe)
@@ -258,6 +303,7 @@ def generate(
     threshold: float | None = None,
     reference_compat: bool = True,
     generator: torch.Generator | None = None,
+    cache: str | None = None,
 ) -> torch.Tensor:
     """The reference ``generate.py::generate`` on any backend: returns ``[B, prompt + gen_length]``.
 
@@ -297,6 +343,7 @@ def generate(
         logits_eos_inf=logits_eos_inf,
         confidence_eos_eot_inf=confidence_eos_eot_inf,
         reference_compat=reference_compat,
+        cache=cache,
     )
     for _ in denoise(predictor, x, blocks, steps_per_block, cfg, attention_mask=am, generator=generator):
         pass

@@ -47,6 +47,9 @@ def apply_rope(t: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (t32 * cos + rotated * sin).to(t.dtype)
 
 
+KV = tuple[torch.Tensor, torch.Tensor]  # one layer's keys and values, [B, n_kv_heads, L, head_dim]
+
+
 class LLaDABlock(nn.Module):
     """One pre-norm transformer block with bidirectional attention and a SwiGLU MLP."""
 
@@ -67,14 +70,28 @@ class LLaDABlock(nn.Module):
         self.ff_out = nn.Linear(cfg.mlp_hidden_size, d, bias=False, device=device)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_bias: torch.Tensor | None
-    ) -> torch.Tensor:
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        attn_bias: torch.Tensor | None,
+        kv: KV | None = None,
+        start: int = 0,
+    ) -> tuple[torch.Tensor, KV]:
+        """``x``: the hidden states of positions ``start .. start+L-1``. With ``kv`` (this layer's
+        full-length keys/values after RoPE), attention sees ``kv`` with those positions replaced by
+        this segment's own keys/values. Returns the new hidden states and the keys/values used."""
         B, L, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
         k = self.k_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         v = self.v_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv is not None:
+            end = start + L
+            k = torch.cat([kv[0][:, :, :start], k, kv[0][:, :, end:]], dim=2)
+            v = torch.cat([kv[1][:, :, :start], v, kv[1][:, :, end:]], dim=2)
+        used = (k, v)
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -82,7 +99,7 @@ class LLaDABlock(nn.Module):
         x = x + self.attn_out(a.transpose(1, 2).reshape(B, L, -1))
         h = self.ff_norm(x)
         out: torch.Tensor = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
-        return out
+        return out, used
 
 
 class Transformer(nn.Module):
@@ -130,9 +147,36 @@ class LLaDAModel(nn.Module):
                 bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device)
                 bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
         for block in self.transformer.blocks:
-            x = block(x, cos, sin, bias)
+            x, _ = block(x, cos, sin, bias)
         logits: torch.Tensor = self.transformer.ff_out(self.transformer.ln_f(x))
         return logits
+
+    def forward_cached(
+        self, input_ids: torch.Tensor, cache: list[KV] | None = None, start: int = 0
+    ) -> tuple[torch.Tensor, list[KV]]:
+        """Fast-dLLM-style approximate KV caching (no attention mask).
+
+        ``input_ids`` holds positions ``start .. start+n-1`` of a canvas of length ``Ltot``; ``cache``
+        the per-layer keys/values (after RoPE) of the whole canvas from an earlier call. Attention sees
+        the cached keys/values everywhere except on this segment, which uses its own fresh ones.
+        Without ``cache`` the segment must be the whole canvas (``start == 0``). Returns the segment's
+        logits and the per-layer full-length keys/values of this call.
+        """
+        n = input_ids.shape[1]
+        total = n if cache is None else cache[0][0].shape[2]
+        if cache is None and start != 0:
+            raise ValueError("`start` must be 0 without a cache")
+        if start + n > total:
+            raise ValueError(f"segment [{start}, {start + n}) is outside the cached length {total}")
+        x = self.transformer.wte(input_ids)
+        cos, sin = rope_tables(total, self.config.head_dim, self.config.rope_theta, x.device)
+        cos, sin = cos[:, :, start : start + n], sin[:, :, start : start + n]
+        new_cache = []
+        for i, block in enumerate(self.transformer.blocks):
+            x, used = block(x, cos, sin, None, None if cache is None else cache[i], start)
+            new_cache.append(used)
+        logits: torch.Tensor = self.transformer.ff_out(self.transformer.ln_f(x))
+        return logits, new_cache
 
     @property
     def device(self) -> torch.device:

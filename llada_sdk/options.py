@@ -51,6 +51,11 @@ class GenerationOptions(BaseModel):
         le=1.0,
         description="Parallel decoding: commit every position whose confidence reaches this value (at least one per step); `steps` is then ignored.",
     )
+    cache: Literal["none", "prefix", "dual"] = Field(
+        "none",
+        description="Fast-dLLM approximate KV cache: 'prefix' reuses the keys/values left of the block, 'dual' also "
+        "those right of it, refreshed once per block (faster on long canvases; no CFG or padded batches).",
+    )
     logits_eos_inf: bool = Field(False, description="Never generate <|endoftext|> (its logit is set to -inf).")
     confidence_eos_eot_inf: bool = Field(
         False, description="Commit <|endoftext|>/<|eot_id|> last (their confidence is zeroed) at any temperature."

@@ -163,3 +163,11 @@ def test_streaming_does_not_leak_inference_mode_into_the_consumer(bundled: Any) 
 
     states = [torch.is_inference_mode_enabled() for _ in bundled.stream_infill(f"{PERSON} lives in [MASK:2].")]
     assert states and not any(states)
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+def test_text_calls_run_with_a_kv_cache(bundled: Any, cache: str) -> None:
+    msgs = [{"role": "user", "content": f"Where does {PERSON} live?"}]
+    cached = bundled.chat(msgs, cache=cache)
+    assert cached.text == bundled.chat(msgs).text  # the bundled model is confident enough to agree
+    assert bundled.complete(f"{PERSON} lives in", cache=cache).text

@@ -178,3 +178,58 @@ def test_low_precision_logits_stay_close_to_fp32(golden: Any, golden_tensors: An
         assert diff.mean().item() <= mean_bound and diff.max().item() <= max_bound, (diff.mean(), diff.max())
         agree = (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()
         assert agree >= agree_bound, agree
+
+
+CACHE_CASES = [
+    "fastdllm_prefix_cache",
+    "fastdllm_prefix_cache_threshold",
+    "fastdllm_dual_cache",
+    "fastdllm_dual_cache_threshold",
+]
+
+
+@pytest.mark.parametrize("name", CACHE_CASES)
+def test_fastdllm_kv_caches_match_reference_tokens_and_forward_count(tiny: Any, golden: Any, name: str) -> None:
+    case = _case(golden, "generation", name)
+    a = case["args"]
+    cache = "prefix" if "prefix" in name else "dual"
+    out = tiny.generate(
+        case["prompt"],
+        steps=a["steps"],
+        gen_length=a["gen_length"],
+        block_length=a["block_length"],
+        threshold=a["threshold"],
+        cache=cache,
+    )
+    assert out.tolist() == case["output"]
+    # the forward count of Fast-dLLM revision 24cc59e (one redundant cached pass when the full pass
+    # already finished a block); the fixed mode skips that pass and keeps the tokens
+    from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
+
+    for compat, expected in ((True, case["nfe"]), (False, None)):
+        prompt = torch.tensor(case["prompt"])
+        x = torch.cat([prompt, torch.full((1, a["gen_length"]), 336)], dim=1)
+        blocks, steps = reference_blocks(prompt.shape[1], a["gen_length"], a["block_length"], a["steps"])
+        cfg = DecodeConfig(mask_id=336, threshold=a["threshold"], reference_compat=compat, cache=cache)
+        events = list(denoise(tiny.model, x, blocks, steps, cfg))
+        assert x.tolist() == case["output"]
+        if expected is not None:
+            assert events[-1].forward_passes == expected
+        else:
+            assert events[-1].forward_passes <= case["nfe"]
+
+
+def test_cached_segment_with_a_fresh_cache_equals_the_full_forward(tiny: Any) -> None:
+    ids = torch.randint(0, 300, (2, 20), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        full = tiny.model(ids)
+        again, cache = tiny.model.forward_cached(ids)
+        seg, _ = tiny.model.forward_cached(ids[:, 5:12], cache, 5)
+    assert torch.equal(full, again) and torch.equal(seg, full[:, 5:12])
+
+
+def test_cache_refuses_cfg_and_padding(tiny: Any) -> None:
+    with pytest.raises(ValueError, match="`cache` does not support"):
+        tiny.generate([[300, 5, 6]], steps=4, gen_length=4, block_length=4, cfg_scale=1.0, cache="prefix")
+    with pytest.raises(ValueError, match="`cache` does not support"):
+        tiny.generate([[301, 5, 6]], [[0, 1, 1]], steps=4, gen_length=4, block_length=4, cache="dual")
