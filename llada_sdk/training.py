@@ -125,6 +125,9 @@ class RowSampler:
             # one turn in the LLaDA chat template: prompt = user header + question + assistant header
             prompt = [sh, *enc("user"), eh, *nl, *enc(q), eot, sh, *enc("assistant"), eh, *nl]
             self.turns.append((prompt, [*enc(a), eot]))
+        longest = 1 + 2 * max(len(p) + len(a) for p, a in self.turns)  # BOS + two turns
+        if longest > seq_len:
+            raise ValueError(f"`seq_len` ({seq_len}) is too short: a two-turn chat row needs {longest} tokens")
 
     def _doc(self) -> list[int]:
         r, acc = self.rng.random(), 0.0
@@ -143,8 +146,6 @@ class RowSampler:
                 first_q, first_a = self.rng.choice(self.turns)
                 prompt = [self.bos, *first_q, *first_a, *prompt[1:]]
             row = prompt + answer
-            if len(row) > self.seq_len:
-                raise ValueError(f"a chat row has {len(row)} tokens, more than seq_len {self.seq_len}")
             return row + [self.eos] * (self.seq_len - len(row)), len(prompt), True
         ids: list[int] = []
         while True:
@@ -244,8 +245,6 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be >= 1, got {getattr(self, name)}")
-        if self.seq_len < 48:
-            raise ValueError(f"`seq_len` must be >= 48 (a chat row must fit), got {self.seq_len}")
         if self.vocab_size < 262:
             raise ValueError(f"`vocab_size` must be >= 262 (256 bytes + 6 special tokens), got {self.vocab_size}")
         if not self.lr > 0:

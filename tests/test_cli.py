@@ -519,7 +519,7 @@ def test_other_commands_as_executables(tmp_path: Path) -> None:
         "--batch-size",
         "2",
         "--seq-len",
-        "32",
+        "160",
         "--d-model",
         "32",
         "--n-layers",

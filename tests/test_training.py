@@ -15,7 +15,7 @@ from llada_sdk.training import TrainConfig, forward_process, llada_loss, train
 SMALL = {
     "steps": 6,
     "batch_size": 4,
-    "seq_len": 128,
+    "seq_len": 160,
     "d_model": 32,
     "n_layers": 1,
     "n_heads": 2,
@@ -109,3 +109,10 @@ def test_bad_training_settings_name_the_field() -> None:
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match=r"`sft_fraction` must be in \[0, 1\], got 1.5"):
         TrainConfig(sft_fraction=1.5)
+
+
+def test_too_short_rows_are_refused_before_training(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match=r"`seq_len` \(32\) is too short: a two-turn chat row needs \d+ tokens"):
+        train(TrainConfig(**{**SMALL, "seq_len": 32}), tmp_path / "short", progress=False)
