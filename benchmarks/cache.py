@@ -14,8 +14,8 @@ import resource
 import time
 
 import torch
+from medium import MEDIUM
 
-from llada_sdk.config import LLaDAConfig
 from llada_sdk.engine import DecodeConfig, DoneEvent, denoise, reference_blocks
 from llada_sdk.model import LLaDAModel
 
@@ -29,15 +29,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=16)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = LLaDAConfig(
-        d_model=1024,
-        n_heads=16,
-        n_layers=8,
-        vocab_size=32000,
-        mlp_hidden_size=2816,
-        mask_token_id=31999,
-        eos_token_id=31998,
-    )
+    cfg = MEDIUM
     torch.manual_seed(0)
     model = LLaDAModel(cfg).to(getattr(torch, args.dtype)).eval()
     prompt = torch.randint(0, 31000, (1, args.prompt))

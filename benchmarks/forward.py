@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 
 import torch
+from medium import MEDIUM
 
-from llada_sdk.config import LLaDAConfig
 from llada_sdk.model import LLaDAModel
 
 
@@ -38,15 +38,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=512)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = LLaDAConfig(
-        d_model=1024,
-        n_heads=16,
-        n_layers=8,
-        vocab_size=32000,
-        mlp_hidden_size=2816,
-        mask_token_id=31999,
-        eos_token_id=31998,
-    )
+    cfg = MEDIUM
     L, d = args.length, cfg.d_model
     assert cfg.mlp_hidden_size is not None
     matmul_params = cfg.n_layers * (4 * d * d + 3 * d * cfg.mlp_hidden_size) + d * cfg.vocab_size

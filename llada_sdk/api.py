@@ -469,7 +469,7 @@ class LLaDA:
         def read(ids: list[int]) -> tuple[str, str]:
             seg = ids[region[0] : region[1]]
             text, stopped = self._read_prefix(seg, stops)
-            ended = any(t in self._ends() for t in seg)
+            ended = not self._ends().isdisjoint(seg)
             return text, "stop" if stopped else "eos" if ended else "length"
 
         return read

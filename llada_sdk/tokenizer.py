@@ -56,6 +56,8 @@ class Tokenizer:
             key=len,
             reverse=True,
         )
+        # special-token strings (and the sentinel characters themselves) inside user text
+        self._protected = re.compile("|".join(re.escape(t) for t in [*self._special_strings, "\ue000", "\ue001"]))
         self.bos_token = _token_content(config.get("bos_token"))
         self.eos_token = _token_content(config.get("eos_token"))
         self.special = SpecialTokens(
@@ -139,8 +141,7 @@ class Tokenizer:
                 table.append(m.group(0))
                 return f"\ue000{len(table) - 1}\ue001"
 
-            pattern = "|".join(re.escape(s) for s in [*self._special_strings, "\ue000", "\ue001"])
-            return re.sub(pattern, repl, text)
+            return self._protected.sub(repl, text)
 
         safe = []
         for i, m in enumerate(messages):
