@@ -19,29 +19,47 @@ from llada_sdk.options import GenerationOptions
 
 __version__ = "0.1.0"
 
+from llada_sdk.options import ScoreOptions
+from llada_sdk.results import (
+    BlockEvent,
+    CanvasEvent,
+    Choice,
+    Event,
+    ResultEvent,
+    StepEvent,
+    TextEvent,
+    TextResult,
+)
+
 if TYPE_CHECKING:
-    from llada_sdk.api import ChatSession, Choice, LLaDA, TextResult
+    from llada_sdk.api import LLaDA
     from llada_sdk.config import LLaDAConfig
+    from llada_sdk.session import ChatSession
 
 _LAZY = {
     "LLaDA": "llada_sdk.api",
-    "ChatSession": "llada_sdk.api",
-    "TextResult": "llada_sdk.api",
-    "Choice": "llada_sdk.api",
+    "ChatSession": "llada_sdk.session",
     "LLaDAConfig": "llada_sdk.config",
 }
 
 __all__ = [
+    "BlockEvent",
+    "CanvasEvent",
     "ChatSession",
     "CheckpointError",
     "Choice",
     "ConfigError",
+    "Event",
     "GenerationOptions",
     "LLaDA",
     "LLaDAConfig",
     "LLaDAError",
     "MissingExtraError",
     "ModelNotFoundError",
+    "ResultEvent",
+    "ScoreOptions",
+    "StepEvent",
+    "TextEvent",
     "TextResult",
     "TokenizerError",
     "__version__",

@@ -1,193 +1,172 @@
 """The decoding engine: one loop over a canvas, for every backend and every text call.
 
-A *canvas* is a ``[B, L]`` id tensor in which ``mask_id`` marks what the model may write, plus the
+A *canvas* is a ``[B, L]`` id array in which ``mask_id`` marks what the model may write, plus the
 *blocks*: ``(start, end)`` ranges decoded one after the other, each with its own step budget.
 Forward completion, backward completion, infilling and chat differ only in how they build the canvas.
 
 For each block and step the engine asks the backend (a ``MaskPredictor``) for logits, turns them into
 a candidate token and a confidence per position (``policies``), commits the most confident masked
-positions left of the block's end, and yields a ``StepEvent``. The engine knows nothing of tokenizers.
+positions left of the block's end, and yields a ``StepEvent``. The engine knows nothing of tokenizers,
+and nothing of torch: it runs on whatever arrays the predictor speaks (``arrays.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
-
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from llada_sdk import policies
+from llada_sdk.arrays import Array, Generator, ops_for
+from llada_sdk.backend import CachedMaskPredictor, MaskPredictor
+from llada_sdk.results import BlockEvent, DoneEvent, StepEvent
+
+if TYPE_CHECKING:
+    from llada_sdk.options import GenerationOptions
+
+__all__ = [
+    "BlockEvent",
+    "DecodeConfig",
+    "DoneEvent",
+    "Event",
+    "LogitsProcessor",
+    "MaskPredictor",
+    "StepEvent",
+    "denoise",
+    "generate",
+    "reference_blocks",
+]
 
 
-@runtime_checkable
-class MaskPredictor(Protocol):
-    """What a backend implements: ``(ids [B, L], attention_mask [B, L] | None) -> logits [B, L, V]``.
-
-    A backend that fuses the token choice (e.g. an exported graph with argmax and softmax inside)
-    returns ``(x0 [B, L], confidence [B, L])`` instead; the engine then supports greedy decoding
-    only (temperature 0, no classifier-free guidance, no EOS options).
-    """
-
-    def __call__(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]: ...
-
-
-@dataclass
+@dataclass(frozen=True)
 class DecodeConfig:
-    """Resolved numeric settings of one decoding run (built from ``GenerationOptions``)."""
+    """The resolved settings of one decoding run: built by ``from_options``, never by hand-kept defaults."""
 
     mask_id: int
-    eos_id: int | None = None
-    eot_id: int | None = None
-    temperature: float = 0.0
-    cfg_scale: float = 0.0
-    remasking: str = "low_confidence"
-    threshold: float | None = None
-    logits_eos_inf: bool = False
-    confidence_eos_eot_inf: bool = False
-    reference_compat: bool = False
-    cache: str | None = None  # None | "prefix" | "dual" (Fast-dLLM's approximate KV caches)
+    eos_id: int | None
+    eot_id: int | None
+    temperature: float
+    cfg_scale: float
+    remasking: str
+    threshold: float | None
+    logits_eos_inf: bool
+    confidence_eos_eot_inf: bool
+    reference_compat: bool
+    cache: str | None  # None | "prefix" | "dual" (Fast-dLLM's approximate KV caches)
 
+    @classmethod
+    def from_options(
+        cls, options: GenerationOptions, *, mask_id: int, eos_id: int | None = None, eot_id: int | None = None
+    ) -> DecodeConfig:
+        """The engine's view of ``options`` for a model with these special ids."""
+        if options.confidence_eos_eot_inf and eot_id is None:
+            raise ValueError("`confidence_eos_eot_inf` needs the EOT id: pass `eot_token_id` when loading the model")
+        return cls(
+            mask_id=mask_id,
+            eos_id=eos_id,
+            eot_id=eot_id,
+            temperature=options.temperature,
+            cfg_scale=options.cfg_scale,
+            remasking=options.remasking,
+            threshold=options.threshold,
+            logits_eos_inf=options.logits_eos_inf,
+            confidence_eos_eot_inf=options.confidence_eos_eot_inf,
+            reference_compat=options.reference_compat,
+            cache=None if options.cache == "none" else options.cache,
+        )
 
-@dataclass
-class StepEvent:
-    """One denoising step. ``filled[row]`` lists ``(position, token)`` committed in this step."""
-
-    block: int
-    step: int
-    filled: list[list[tuple[int, int]]]
-    forward_passes: int
-
-
-@dataclass
-class BlockEvent:
-    """A block finished: canvas positions ``[start, end)`` hold no mask any more (but see ``stopped``)."""
-
-    block: int
-    start: int
-    end: int
-    forward_passes: int
-
-
-@dataclass
-class DoneEvent:
-    """The run ended. ``forward_passes_saved`` counts the steps skipped by an early stop."""
-
-    forward_passes: int
-    forward_passes_saved: int = 0
-    stopped_early: bool = False
-    extra: dict[str, object] = field(default_factory=dict)
+    @property
+    def rules(self) -> policies.CandidateRules:
+        """The candidate rules of ``policies.candidates``."""
+        return policies.CandidateRules(
+            eos_id=self.eos_id,
+            eot_id=self.eot_id,
+            temperature=self.temperature,
+            remasking=self.remasking,
+            logits_eos_inf=self.logits_eos_inf,
+            confidence_eos_eot_inf=self.confidence_eos_eot_inf,
+            reference_compat=self.reference_compat,
+        )
 
 
 Event = StepEvent | BlockEvent | DoneEvent
-StopCheck = Callable[[torch.Tensor, int], bool]
+StopCheck = Callable[[Array, int], bool]
+LogitsProcessor = Callable[[Array, int], Array]
+"""``(logits [B, n, V] of canvas positions start..start+n, start) -> logits``, applied before the choice."""
 
 
-def _candidates(
-    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
-    cfg: DecodeConfig,
-    generator: torch.Generator | None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _candidates(out: Array | tuple[Array, Array], cfg: DecodeConfig, generator: Generator) -> tuple[Array, Array]:
     """Backend output -> candidate token ``x0`` and its confidence, both ``[B, L]``."""
     if isinstance(out, tuple):
         x0, conf = out
-        return x0, conf.to(torch.float32) if cfg.remasking == "low_confidence" else conf
-    logits = out
-    if cfg.logits_eos_inf and cfg.eos_id is not None:
-        logits[:, :, cfg.eos_id] = -torch.inf
-    noisy = policies.add_gumbel_noise(logits, cfg.temperature, generator)
-    x0 = noisy.argmax(dim=-1)
-    if cfg.confidence_eos_eot_inf:
-        if cfg.reference_compat:
-            # The reference's chained assignment: at T == 0 ``noisy is logits`` and both EOS and EOT
-            # leave the softmax; at T > 0 only EOT does.
-            if cfg.temperature == 0 and cfg.eos_id is not None:
-                logits[:, :, cfg.eos_id] = -torch.inf
-            if cfg.eot_id is not None:
-                logits[:, :, cfg.eot_id] = -torch.inf
-        else:
-            for tid in (cfg.eos_id, cfg.eot_id):
-                if tid is not None:
-                    logits[:, :, tid] = -torch.inf
-    if cfg.remasking == "low_confidence":
-        dtype = None if cfg.reference_compat else torch.float32
-        conf = policies.token_confidence(logits, x0, dtype)
-    elif cfg.remasking == "random":
-        conf = policies.random_confidence(x0.shape, x0.device, generator)
-    else:
-        raise ValueError(f"`remasking` must be 'low_confidence' or 'random', got {cfg.remasking!r}")
-    return x0, conf
+        return x0, ops_for(conf).astype(conf, "float32") if cfg.remasking == "low_confidence" else conf
+    return policies.candidates(out, cfg.rules, generator)
 
 
 def _predict(
-    predictor: MaskPredictor,
-    x: torch.Tensor,
-    attention_mask: torch.Tensor | None,
-    prompt_index: torch.Tensor,
-    cfg: DecodeConfig,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    predictor: MaskPredictor, x: Array, attention_mask: Array | None, prompt_index: Array, cfg: DecodeConfig
+) -> Array | tuple[Array, Array]:
     if cfg.cfg_scale <= 0:
         return predictor(x, attention_mask)
-    uncond = x.clone()
+    xp = ops_for(x)
+    uncond = xp.copy(x)
     uncond[prompt_index] = cfg.mask_id
-    am = None if attention_mask is None else torch.cat([attention_mask, attention_mask])
-    out = predictor(torch.cat([x, uncond]), am)
+    am = None if attention_mask is None else xp.concat([attention_mask, attention_mask])
+    out = predictor(xp.concat([x, uncond]), am)
     if isinstance(out, tuple):
         raise ValueError("`cfg_scale` > 0 needs a backend that returns logits, not fused candidates")
-    cond, un = out.chunk(2)
-    return policies.classifier_free_guidance(cond, un, cfg.cfg_scale)
+    B = x.shape[0]
+    return policies.classifier_free_guidance(out[:B], out[B:], cfg.cfg_scale)
 
 
 def _commit(
-    x: torch.Tensor,
+    x: Array,
     seg_start: int,
-    out: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    out: Array | tuple[Array, Array],
     end: int,
-    k: torch.Tensor | None,
+    k: Array | None,
     cfg: DecodeConfig,
-    generator: torch.Generator | None,
-) -> torch.Tensor:
+    generator: Generator,
+) -> Array:
     """One step's choice and commit on the segment of ``x`` the backend predicted (``out`` covers
     positions ``seg_start ..``): eligible are its masked positions left of ``end``. Returns the
-    committed positions as a bool ``[B, L]`` over the whole canvas."""
+    committed positions of the segment, bool ``[B, n]``."""
+    xp = ops_for(x)
     n = (out[0] if isinstance(out, tuple) else out).shape[1]
     seg = x[:, seg_start : seg_start + n]
     mask_index = seg == cfg.mask_id
     x0, conf = _candidates(out, cfg, generator)
-    positions = torch.arange(seg_start, seg_start + n, device=x.device)
-    eligible = mask_index & (positions < end)[None, :]
-    x0 = torch.where(mask_index, x0, seg)
-    conf = torch.where(eligible, conf, torch.full_like(conf, -torch.inf))
+    eligible = mask_index & (xp.arange(seg_start, seg_start + n, like=x) < end)[None, :]
+    x0 = xp.where(mask_index, x0, seg)
+    conf = xp.where(eligible, conf, -float("inf"))
     if k is not None:
         chosen = policies.select_top_k(conf, k)
-    else:
-        assert cfg.threshold is not None
+    elif cfg.threshold is not None:
         chosen = policies.select_threshold(conf, eligible, cfg.threshold)
+    else:  # pragma: no cover - denoise always passes one of them
+        raise ValueError("a step needs a budget `k` or a `threshold`")
     seg[chosen] = x0[chosen]
-    full = torch.zeros_like(x, dtype=torch.bool)
-    full[:, seg_start : seg_start + n] = chosen
-    return full
+    return chosen
 
 
 def denoise(
     predictor: MaskPredictor,
-    x: torch.Tensor,
+    x: Array,
     blocks: list[tuple[int, int]],
     steps_per_block: list[int],
     cfg: DecodeConfig,
     *,
-    attention_mask: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    attention_mask: Array | None = None,
+    generator: Generator = None,
     stop_check: StopCheck | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> Iterator[Event]:
     """Denoise ``x`` **in place**, block by block, yielding events.
 
     Args:
-        predictor: the backend.
-        x: ``[B, L]`` canvas; ``cfg.mask_id`` marks the positions to write. Non-mask positions are
-            never changed.
+        predictor: the backend; it takes and returns arrays of ``x``'s kind (torch or numpy).
+        x: ``[B, L]`` int64 canvas; ``cfg.mask_id`` marks the positions to write. Non-mask positions
+            are never changed.
         blocks: canvas ranges ``(start, end)`` in decoding order. A step may commit any masked
             position left of the current block's end (masks inside the prompt compete in every
             block, as in the reference); the step budget comes from the block's own masks.
@@ -196,31 +175,36 @@ def denoise(
             threshold (at least one per step).
         cfg: the resolved settings.
         attention_mask: ``[B, L]`` key-padding mask (1 = real token) or None.
-        generator: RNG for Gumbel noise and random remasking; None uses torch's global RNG (the
-            reference's call order, so ``torch.manual_seed`` reproduces its sampled outputs).
+        generator: RNG for Gumbel noise and random remasking (a ``torch.Generator`` for torch arrays,
+            a ``numpy.random.Generator`` for numpy); None uses the library's global RNG (for torch
+            the reference's call order, so ``torch.manual_seed`` reproduces its sampled outputs).
         stop_check: called after each block with ``(x, block_index)``; returning True fills every
             remaining mask with EOS and ends the run (early stop).
+        logits_processor: edits each step's logits before the choice (e.g. allowed tokens per span).
     """
     if len(blocks) != len(steps_per_block):
         raise ValueError("`blocks` and `steps_per_block` must have the same length")
     if not callable(predictor):
-        raise TypeError("`predictor` must be callable")
+        raise TypeError(f"`predictor` must be callable (a MaskPredictor), got {type(predictor).__name__}")
+    xp = ops_for(x)
+    cached: CachedMaskPredictor | None = None
     if cfg.cache is not None:
         if cfg.cache not in ("prefix", "dual"):
             raise ValueError(f"`cache` must be None, 'prefix' or 'dual', got {cfg.cache!r}")
-        if not hasattr(predictor, "forward_cached"):
-            raise ValueError("`cache` needs a backend with forward_cached() (the PyTorch model)")
-        if cfg.cfg_scale > 0 or (attention_mask is not None and not bool(attention_mask.bool().all())):
+        if not isinstance(predictor, CachedMaskPredictor):
+            raise ValueError("`cache` needs a backend with forward_cached() (a CachedMaskPredictor)")
+        if cfg.cfg_scale > 0 or (attention_mask is not None and not bool(attention_mask.all())):
             raise ValueError("`cache` does not support classifier-free guidance or padded batches")
+        cached = predictor
     prompt_index = x != cfg.mask_id
     nfe = 0
     for b, ((start, end), steps) in enumerate(zip(blocks, steps_per_block)):
         budget = policies.num_transfer_tokens(x[:, start:end] == cfg.mask_id, steps) if cfg.threshold is None else None
-        kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        past = None
         step = 0
         while True:
             done = not bool((x[:, start:end] == cfg.mask_id).any())
-            if cfg.cache is None:
+            if cached is None:
                 if budget is not None:
                     if step >= steps:
                         break
@@ -235,27 +219,33 @@ def denoise(
                 break
             k = None
             if budget is not None:
-                k = budget[:, step] if step < steps else torch.zeros_like(budget[:, 0])
-            # inference mode for the step only: it must not leak into the consumer between yields
-            with torch.inference_mode():
+                k = budget[:, step] if step < steps else budget[:, 0] * 0
+            # no-grad (torch: inference mode) for the step only: it must not leak into the consumer
+            with xp.no_grad():
                 seg_start = 0
-                if cfg.cache is None:
+                if cached is None:
                     out = _predict(predictor, x, attention_mask, prompt_index, cfg)
                 elif step == 0:
-                    out, kv = predictor.forward_cached(x)  # type: ignore[attr-defined]
+                    out, past = cached.forward_cached(x)
                 else:
                     seg_start, seg_end = start, (x.shape[1] if cfg.cache == "prefix" else end)
-                    out, _ = predictor.forward_cached(x[:, seg_start:seg_end], kv, seg_start)  # type: ignore[attr-defined]
+                    out, _ = cached.forward_cached(x[:, seg_start:seg_end], past, seg_start)
+                if logits_processor is not None:
+                    if isinstance(out, tuple):
+                        raise ValueError("a logits processor needs a backend that returns logits")
+                    out = logits_processor(out, seg_start)
                 chosen = _commit(x, seg_start, out, end, k, cfg, generator)
             nfe += 1
-            filled = [[(int(p), int(x[row, p])) for p in chosen[row].nonzero().flatten()] for row in range(x.shape[0])]
+            filled = [
+                [(seg_start + p, int(x[row, seg_start + p])) for p in xp.nonzero(chosen[row])]
+                for row in range(x.shape[0])
+            ]
             yield StepEvent(block=b, step=step, filled=filled, forward_passes=nfe)
             step += 1
         yield BlockEvent(block=b, start=start, end=end, forward_passes=nfe)
         if stop_check is not None and b + 1 < len(blocks) and stop_check(x, b):
             remaining = x == cfg.mask_id
-            fill = cfg.eos_id if cfg.eos_id is not None else cfg.mask_id
-            x[remaining] = fill
+            x[remaining] = cfg.eos_id if cfg.eos_id is not None else cfg.mask_id
             saved = sum(steps_per_block[b + 1 :]) if cfg.threshold is None else 0
             yield DoneEvent(forward_passes=nfe, forward_passes_saved=saved, stopped_early=True)
             return
@@ -286,65 +276,36 @@ def reference_blocks(
 
 def generate(
     predictor: MaskPredictor,
-    prompt: torch.Tensor,
-    attention_mask: torch.Tensor | None = None,
+    prompt: Array,
+    attention_mask: Array | None,
+    options: GenerationOptions,
     *,
-    steps: int = 128,
-    gen_length: int = 128,
-    block_length: int = 128,
-    temperature: float = 0.0,
-    cfg_scale: float = 0.0,
-    remasking: str = "low_confidence",
     mask_id: int,
     eos_id: int | None = None,
     eot_id: int | None = None,
-    logits_eos_inf: bool = False,
-    confidence_eos_eot_inf: bool = False,
-    threshold: float | None = None,
-    reference_compat: bool = True,
-    generator: torch.Generator | None = None,
-    cache: str | None = None,
-) -> torch.Tensor:
-    """The reference ``generate.py::generate`` on any backend: returns ``[B, prompt + gen_length]``.
+    generator: Generator = None,
+) -> Array:
+    """The reference ``generate.py::generate`` on any backend: returns ``[B, prompt + max_tokens]``.
 
-    ``attention_mask`` may be None with ``cfg_scale > 0`` (the reference raises NameError there).
+    ``options`` carries every setting (``GenerationOptions.reference()`` is the reference's
+    defaults); ``attention_mask`` may be None with ``cfg_scale > 0`` (the reference raises NameError).
     """
-    if prompt.dim() != 2:
+    if len(prompt.shape) != 2:
         raise ValueError(f"`prompt` must have shape [batch, length], got {tuple(prompt.shape)}")
-    if temperature < 0:
-        raise ValueError(f"`temperature` must be >= 0, got {temperature}")
-    if cfg_scale < 0:
-        raise ValueError(f"`cfg_scale` must be >= 0, got {cfg_scale}")
-    if remasking not in ("low_confidence", "random"):
-        raise ValueError(f"`remasking` must be 'low_confidence' or 'random', got {remasking!r}")
-    if confidence_eos_eot_inf and eot_id is None:
-        raise ValueError("`confidence_eos_eot_inf` needs the EOT id: pass `eot_token_id` when loading the model")
+    cfg = DecodeConfig.from_options(options, mask_id=mask_id, eos_id=eos_id, eot_id=eot_id)
+    xp = ops_for(prompt)
     B, P = prompt.shape
-    blocks, steps_per_block = reference_blocks(P, gen_length, block_length, steps)
-    x = torch.full((B, P + gen_length), mask_id, dtype=torch.long, device=prompt.device)
-    x[:, :P] = prompt
+    n = options.max_tokens
+    blocks, steps_per_block = reference_blocks(P, n, options.resolved_block_length, options.resolved_steps)
+    x = xp.concat([xp.astype(prompt, "int64"), xp.full((B, n), mask_id, "int64", like=prompt)], 1)
     am = None
     if attention_mask is not None:
-        if attention_mask.shape != prompt.shape:
+        if tuple(attention_mask.shape) != tuple(prompt.shape):
             raise ValueError(
                 f"`attention_mask` must have the prompt's shape {tuple(prompt.shape)}, got {tuple(attention_mask.shape)}"
             )
-        am = torch.cat(
-            [attention_mask.to(x.device), torch.ones(B, gen_length, dtype=attention_mask.dtype, device=x.device)], dim=1
-        )
-    cfg = DecodeConfig(
-        mask_id=mask_id,
-        eos_id=eos_id,
-        eot_id=eot_id,
-        temperature=temperature,
-        cfg_scale=cfg_scale,
-        remasking=remasking,
-        threshold=threshold,
-        logits_eos_inf=logits_eos_inf,
-        confidence_eos_eot_inf=confidence_eos_eot_inf,
-        reference_compat=reference_compat,
-        cache=cache,
-    )
+        ones = xp.full((B, n), 1, "int64", like=prompt)
+        am = xp.concat([xp.astype(attention_mask, "int64"), ones], 1)
     for _ in denoise(predictor, x, blocks, steps_per_block, cfg, attention_mask=am, generator=generator):
         pass
     return x

@@ -58,7 +58,7 @@ def _user(q: str) -> dict[str, str]:
 def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
     """Every task as a list of ``(description, check(llm) -> bool)`` items, in a fixed order."""
     corpus = build_corpus(seed)
-    tok = llm._tok()
+    tok = llm.require_tokenizer()
 
     def n_tokens(text: str) -> int:
         return len(tok.encode(text))

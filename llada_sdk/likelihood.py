@@ -1,95 +1,83 @@
-"""Log-likelihood bounds of a continuation under a mask predictor.
+"""Log-likelihood bounds of a continuation under a mask predictor, on torch or numpy arrays.
 
 ``monte_carlo_log_likelihood`` is the estimator of the official ``get_log_likelihood.py`` (LLaDA paper
 eq. 6 / App. B.5): draw a mask count per row (stratified over the batch), mask that many answer
 tokens at random, and average ``sum CE / (mask ratio)`` -- a lower bound on ``log p(answer | prompt)``.
-Its RNG calls (one ``randint``, then one ``randperm`` per row) follow the reference, so the same
-``torch.manual_seed`` gives the same value.
-
-``pseudo_log_likelihood`` is deterministic: each scored position is masked alone and predicted from
-everything else. It ranks candidate fills for ``[MASK:auto]``.
+On torch its RNG calls (one ``randint``, then one ``randperm`` per row) follow the reference, so the
+same ``torch.manual_seed`` gives the same value.
 """
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
-
-from llada_sdk.engine import MaskPredictor
+from llada_sdk.arrays import Array, Generator, ops_for
+from llada_sdk.backend import MaskPredictor
 from llada_sdk.policies import classifier_free_guidance
 
 
-def _logits(
-    predictor: MaskPredictor, batch: torch.Tensor, prompt_index: torch.Tensor, cfg_scale: float, mask_id: int
-) -> torch.Tensor:
+def _logits(predictor: MaskPredictor, batch: Array, prompt_index: Array, cfg_scale: float, mask_id: int) -> Array:
+    xp = ops_for(batch)
     if cfg_scale > 0:
-        uncond = batch.clone()
+        uncond = xp.copy(batch)
         uncond[:, prompt_index] = mask_id
-        out = predictor(torch.cat([batch, uncond]), None)
-        assert isinstance(out, torch.Tensor), "scoring needs a backend that returns logits"
-        cond, un = out.chunk(2)
-        return classifier_free_guidance(cond, un, cfg_scale)
+        out = predictor(xp.concat([batch, uncond]), None)
+        if isinstance(out, tuple):
+            raise ValueError("scoring needs a backend that returns logits, not fused candidates")
+        B = batch.shape[0]
+        return classifier_free_guidance(out[:B], out[B:], cfg_scale)
     out = predictor(batch, None)
-    assert isinstance(out, torch.Tensor), "scoring needs a backend that returns logits"
+    if isinstance(out, tuple):
+        raise ValueError("scoring needs a backend that returns logits, not fused candidates")
     return out
 
 
-@torch.inference_mode()
 def monte_carlo_log_likelihood(
     predictor: MaskPredictor,
-    prompt: torch.Tensor,
-    answer: torch.Tensor,
+    prompt: Array,
+    answer: Array,
     *,
     mask_id: int,
     mc_num: int = 128,
     batch_size: int = 16,
     cfg_scale: float = 0.0,
-    generator: torch.Generator | None = None,
+    generator: Generator = None,
 ) -> float:
-    """Estimate of ``log p(answer | prompt)`` (1-D id tensors); see the module docstring."""
-    if prompt.dim() != 1 or answer.dim() != 1:
-        raise ValueError("`prompt` and `answer` must be 1-D id tensors")
-    T = answer.numel()
+    """Estimate of ``log p(answer | prompt)`` (1-D int64 id arrays); see the module docstring.
+
+    ``generator``: a ``torch.Generator`` for torch arrays, a ``numpy.random.Generator`` for numpy;
+    None draws from the library's global RNG.
+    """
+    if len(prompt.shape) != 1 or len(answer.shape) != 1:
+        raise ValueError("`prompt` and `answer` must be 1-D id arrays")
+    T = int(answer.shape[0])
     if T == 0:
         raise ValueError("`continuation` must contain at least one token")
     if batch_size < 1 or mc_num < batch_size or mc_num % batch_size:
         raise ValueError(f"`mc_num` ({mc_num}) must be a positive multiple of `batch_size` ({batch_size})")
-    device = prompt.device
-    P = prompt.numel()
-    seq = torch.cat([prompt, answer.to(device)])[None, :].repeat(batch_size, 1)
-    prompt_index = torch.arange(seq.shape[1], device=device) < P
+    xp = ops_for(prompt)
+    P = int(prompt.shape[0])
+    one = xp.concat([prompt, answer])[None, :]
+    seq = xp.concat([one] * batch_size, 0)
+    prompt_index = xp.arange(0, P + T, like=prompt) < P
     total = 0.0
     rounds = mc_num // batch_size
-    for _ in range(rounds):
-        k = torch.randint(1, T + 1, (), device=device, generator=generator)
-        counts = torch.round(
-            torch.linspace(float(k), float(k) + (batch_size - 1) * (T / batch_size), steps=batch_size, device=device)
-        ).long()
-        counts = ((counts - 1) % T) + 1
-        masked = torch.arange(T, device=device).repeat(batch_size, 1) < counts[:, None]
-        for row in range(batch_size):
-            masked[row] = masked[row][torch.randperm(T, generator=generator, device=device)]
-        masked = torch.cat([torch.zeros(batch_size, P, dtype=torch.bool, device=device), masked], dim=1)
-        noisy = torch.where(masked, torch.full_like(seq, mask_id), seq)
-        ratio = (counts / T)[:, None].expand(-1, seq.shape[1])
-        logits = _logits(predictor, noisy, prompt_index, cfg_scale, mask_id)
-        ce = F.cross_entropy(logits[masked], seq[masked], reduction="none") / ratio[masked]
-        total += ce.sum().item() / batch_size
+    with xp.no_grad():
+        for _ in range(rounds):
+            k = xp.randint(1, T + 1, like=prompt, generator=generator)
+            counts = xp.astype(
+                xp.round(
+                    xp.linspace(float(k), float(k) + (batch_size - 1) * (T / batch_size), batch_size, like=prompt)
+                ),
+                "int64",
+            )
+            counts = ((counts - 1) % T) + 1
+            masked = xp.arange(0, T, like=prompt)[None, :] < counts[:, None]
+            for row in range(batch_size):
+                masked[row] = masked[row][xp.randperm(T, like=prompt, generator=generator)]
+            masked = xp.concat([xp.full((batch_size, P), 0, "bool", like=prompt), masked], 1)
+            noisy = xp.where(masked, mask_id, seq)
+            ratio = xp.where(masked, (counts / T)[:, None], 1.0)
+            logits = _logits(predictor, noisy, prompt_index, cfg_scale, mask_id)
+            logp = xp.log_softmax(logits[masked], -1)
+            ce = -xp.take_last(logp, seq[masked]) / ratio[masked]
+            total += float(ce.sum()) / batch_size
     return -total / rounds
-
-
-@torch.inference_mode()
-def pseudo_log_likelihood(
-    predictor: MaskPredictor, ids: torch.Tensor, positions: list[int], *, mask_id: int, chunk: int = 64
-) -> torch.Tensor:
-    """``log p(ids[j] | ids with j masked)`` for each ``j`` in ``positions`` (``ids``: 1-D)."""
-    out = []
-    for i in range(0, len(positions), chunk):
-        pos = torch.tensor(positions[i : i + chunk], device=ids.device)
-        batch = ids[None, :].repeat(len(pos), 1)
-        batch[torch.arange(len(pos)), pos] = mask_id
-        logits = predictor(batch, None)
-        assert isinstance(logits, torch.Tensor), "scoring needs a backend that returns logits"
-        logp = torch.log_softmax(logits[torch.arange(len(pos)), pos].float(), dim=-1)
-        out.append(logp.gather(-1, ids[pos][:, None]).squeeze(-1))
-    return torch.cat(out)

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llada_sdk.errors import CheckpointError, ModelNotFoundError
+from llada_sdk.errors import CheckpointError, ConfigError, ModelNotFoundError
 
 if TYPE_CHECKING:
     import torch
 
+    from llada_sdk.config import LLaDAConfig
     from llada_sdk.model import LLaDAModel
+    from llada_sdk.tokenizer import Tokenizer
 
 BUNDLED_MODEL = "llada-tiny-kb"
 BUNDLED_DIR = Path(__file__).parent / "bundled" / BUNDLED_MODEL
@@ -271,3 +273,41 @@ def load_model(folder: Path, config: Any, dtype: torch.dtype | None, device: tor
         state = {k: v.to(target) for k, v in state.items()}
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval().requires_grad_(False)
+
+
+def read_checkpoint(
+    folder: Path, mask_token_id: int | None, eos_token_id: int | None, eot_token_id: int | None
+) -> tuple[LLaDAConfig, Tokenizer | None]:
+    """config.json and the tokenizer files of an official-format checkpoint (ids filled in)."""
+    from llada_sdk.config import LLaDAConfig
+    from llada_sdk.tokenizer import Tokenizer
+
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"no config.json in {folder}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    tokenizer = Tokenizer.from_dir(folder) if (folder / "tokenizer.json").is_file() else None
+    if tokenizer is not None:
+        raw.setdefault("mask_token_id", tokenizer.special.mask)
+        raw.setdefault("eos_token_id", tokenizer.special.eos)
+    for key, value in (("mask_token_id", mask_token_id), ("eos_token_id", eos_token_id)):
+        if value is not None:
+            raw[key] = value
+    config = LLaDAConfig.from_hf_dict(raw)
+    config.eot_token_id = eot_token_id if eot_token_id is not None else (tokenizer.special.eot if tokenizer else None)
+    config.bos_token_id = tokenizer.special.bos if tokenizer else None
+    return config, tokenizer
+
+
+def override_ids(config: LLaDAConfig, mask: int | None, eos: int | None, eot: int | None) -> None:
+    if mask is not None:
+        config.mask_token_id = mask
+    if eos is not None:
+        config.eos_token_id = eos
+    if eot is not None:
+        config.eot_token_id = eot

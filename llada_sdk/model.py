@@ -142,7 +142,8 @@ class LLaDAModel(nn.Module):
                     f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            if not bool(attention_mask.bool().all()):
+            # torch.export cannot branch on data: an exported graph always carries the padding bias
+            if torch.compiler.is_exporting() or not bool(attention_mask.bool().all()):
                 keep = attention_mask.bool()[:, None, None, :]
                 bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device)
                 bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)

@@ -84,6 +84,11 @@ class GenerationOptions(BaseModel):
                 f"`block_length` ({block}) must divide `max_tokens` ({self.max_tokens}); "
                 f"divisors of {self.max_tokens}: {_divisors(self.max_tokens)}"
             )
+        if self.cache != "none" and self.cfg_scale > 0:
+            raise ValueError(
+                f"`cache` does not support classifier-free guidance: set `cfg_scale` to 0 (got {self.cfg_scale}) "
+                f"or `cache` to 'none' (got {self.cache!r})"
+            )
         steps = self.steps or self.max_tokens
         blocks = self.max_tokens // block
         if self.threshold is None and steps % blocks:
@@ -107,17 +112,64 @@ class GenerationOptions(BaseModel):
             return self
         return GenerationOptions.model_validate({**self.model_dump(), **overrides})
 
+    @classmethod
+    def reference(cls, **overrides: Any) -> GenerationOptions:
+        """The official ``generate.py::generate`` defaults (128 steps, 128 tokens, one block of 128,
+        the reference's quirks); ``overrides`` may use its names (``gen_length`` = ``max_tokens``)."""
+        values: dict[str, Any] = dict(REFERENCE_PRESET)
+        for key, value in overrides.items():
+            values[REFERENCE_ALIASES.get(key, key)] = "none" if key == "cache" and value is None else value
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            note = "".join(f" (`{a}` is `{f}`)" for a, f in REFERENCE_ALIASES.items() if a in overrides)
+            raise ValueError(format_validation_error(exc) + note) from exc
+
+    @classmethod
+    def coerce(cls, options: Any, name: str = "options") -> GenerationOptions | None:
+        """``options`` as given to a text call: None, a ``GenerationOptions`` or a dict of its fields."""
+        if options is None or isinstance(options, GenerationOptions):
+            return options
+        if isinstance(options, dict):
+            return cls.model_validate(options)
+        raise TypeError(
+            f"`{name}` must be a GenerationOptions or a dict of its fields, got {type(options).__name__}: {options!r}"
+        )
+
+
+REFERENCE_PRESET: dict[str, Any] = {"max_tokens": 128, "steps": None, "block_length": None, "reference_compat": True}
+"""What ``GenerationOptions.reference()`` changes from the text calls' defaults: the reference's
+``gen_length=128`` in one block with one step per token (its ``steps=128, block_length=128``)."""
+
+REFERENCE_ALIASES = {"gen_length": "max_tokens"}
+"""The reference ``generate()`` argument names that differ from the option names."""
+
+
+class ScoreOptions(BaseModel):
+    """How ``score`` and ``choose`` estimate a log-likelihood (the official Monte Carlo bound)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    mc_num: int = Field(128, ge=1, le=65536, description="Monte Carlo samples (masked copies) per estimate.")
+    batch_size: int = Field(16, ge=1, le=4096, description="Samples per forward pass; must divide `mc_num`.")
+    cfg_scale: float = Field(0.0, ge=0.0, le=100.0, description="Classifier-free guidance scale (0 disables).")
+    seed: int | None = Field(0, ge=0, description="Seed of the masks; None draws from the global RNG (the reference).")
+
+    @model_validator(mode="after")
+    def _check_batches(self) -> ScoreOptions:
+        if self.mc_num % self.batch_size:
+            raise ValueError(f"`batch_size` ({self.batch_size}) must divide `mc_num` ({self.mc_num})")
+        return self
+
+    def with_overrides(self, **overrides: Any) -> ScoreOptions:
+        """A validated copy with ``overrides`` applied (unknown keys are rejected by name)."""
+        if not overrides:
+            return self
+        return ScoreOptions.model_validate({**self.model_dump(), **overrides})
+
 
 def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0][:12]
-
-
-def field_help() -> dict[str, str]:
-    """``{field: description with its default}`` for help texts."""
-    out = {}
-    for name, f in GenerationOptions.model_fields.items():
-        out[name] = f"{f.description} [default: {f.default if f.default_factory is None else []}]"
-    return out
 
 
 def format_validation_error(exc: ValidationError) -> str:

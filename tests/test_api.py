@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from llada_sdk.api import CanvasEvent, ResultEvent, TextEvent, _Span, parse_masked_text
+from llada_sdk import CanvasEvent, ResultEvent, TextEvent
+from llada_sdk.canvas import Span, parse_masked_text
 from llada_sdk.engine import StepEvent
 
 PERSON = "Zapur"  # the first person of the bundled corpus (seed 0): lives in Duskmere, parent Lotrobar
@@ -14,7 +15,7 @@ PERSON = "Zapur"  # the first person of the bundled corpus (seed 0): lives in Du
 
 def test_parse_masked_text() -> None:
     parts = parse_masked_text(r"a [MASK] b [MASK:3] c [MASK:auto] d \[MASK] e")
-    spans = [p for p in parts if isinstance(p, _Span)]
+    spans = [p for p in parts if isinstance(p, Span)]
     assert [s.length for s in spans] == [1, 3, None]
     assert parts[-1] == " d [MASK] e"
     for bad in ("x [MASK:0]", "x [MASK:-2]", "x [MASK:big]"):

@@ -570,13 +570,13 @@ def test_corrupt_checkpoint_is_a_runtime_error(no_tokenizer_model: Path) -> None
 
 
 def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    import llada_sdk.api
+    import llada_sdk._deps
     from llada_sdk.errors import MissingExtraError
 
     def missing() -> None:
         raise MissingExtraError("torch", "torch")
 
-    monkeypatch.setattr(llada_sdk.api, "require_torch", missing)
+    monkeypatch.setattr(llada_sdk._deps, "require_torch", missing)
     result = run("info")
     assert result.exit_code == 1
     assert_one_line_error(result.stderr, "pip install 'llada-sdk[torch]'")
@@ -605,7 +605,7 @@ def test_debug_shows_the_traceback(no_tokenizer_model: Path) -> None:
 def test_canvas_view_marks_masks_and_highlights_the_latest_step() -> None:
     from llada_cli.view import FRESH_STYLE, MASK, MASK_STYLE, CanvasView
 
-    from llada_sdk.api import CanvasEvent
+    from llada_sdk import CanvasEvent
     from llada_sdk.engine import StepEvent
 
     words = {10: "Zapur", 11: " lives", 12: " in", 13: " Duskmere", 14: "."}

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from llada_sdk import policies
-from llada_sdk.engine import BlockEvent, DecodeConfig, DoneEvent, StepEvent, denoise, generate, reference_blocks
+from llada_sdk.engine import BlockEvent, DecodeConfig, DoneEvent, StepEvent, denoise, reference_blocks
+from llada_sdk.engine import generate as engine_generate
+from llada_sdk.options import GenerationOptions
 
 MASK = 336
 
@@ -69,7 +71,9 @@ class Scripted:
 def test_low_confidence_commits_most_confident_first_exactly_k_per_step() -> None:
     scores = [0.0, 0.0, 5.0, 1.0, 9.0, 3.0, 7.0, 2.0]  # positions 2..7 are masked
     x = torch.tensor([[1, 2] + [MASK] * 6])
-    events = list(denoise(Scripted(scores), x, [(2, 8)], [3], DecodeConfig(mask_id=MASK)))
+    events = list(
+        denoise(Scripted(scores), x, [(2, 8)], [3], DecodeConfig.from_options(GenerationOptions(), mask_id=MASK))
+    )
     steps = [e for e in events if isinstance(e, StepEvent)]
     assert [[p for p, _ in e.filled[0]] for e in steps] == [[4, 6], [2, 5], [3, 7]]
     assert x.tolist() == [[1, 2, 12, 13, 14, 15, 16, 17]]
@@ -79,7 +83,9 @@ def test_semi_autoregressive_blocks_finish_in_order_and_never_write_ahead() -> N
     scores = [0.0] * 2 + [1.0, 2.0, 3.0, 4.0, 9.0, 8.0, 7.0, 6.0]  # the second block is more confident
     x = torch.tensor([[1, 2] + [MASK] * 8])
     seen = []
-    for ev in denoise(Scripted(scores), x, [(2, 6), (6, 10)], [2, 2], DecodeConfig(mask_id=MASK)):
+    for ev in denoise(
+        Scripted(scores), x, [(2, 6), (6, 10)], [2, 2], DecodeConfig.from_options(GenerationOptions(), mask_id=MASK)
+    ):
         if isinstance(ev, StepEvent):
             seen.append((ev.block, [p for p, _ in ev.filled[0]]))
         if isinstance(ev, BlockEvent):
@@ -99,7 +105,13 @@ def test_engine_invariants_on_the_fixture_model(tiny: Any, gen_length: int, bloc
     )[0].tolist()
     counts = []
     with torch.inference_mode():
-        for ev in denoise(tiny.model, x, blocks, budget, DecodeConfig(mask_id=MASK, reference_compat=True)):
+        for ev in denoise(
+            tiny.model,
+            x,
+            blocks,
+            budget,
+            DecodeConfig.from_options(GenerationOptions(reference_compat=True), mask_id=MASK),
+        ):
             if isinstance(ev, StepEvent):
                 counts.append(len(ev.filled[0]))
                 assert all(p >= P for p, _ in ev.filled[0])
@@ -114,10 +126,27 @@ def test_zero_budget_steps_are_skipped_outside_reference_mode(tiny: Any) -> None
     x2 = x1.clone()
     blocks, steps = [(4, 8)], [8]
     with torch.inference_mode():
-        ref = list(denoise(tiny.model, x1, blocks, steps, DecodeConfig(mask_id=MASK, reference_compat=True)))
-        fixed = list(denoise(tiny.model, x2, blocks, steps, DecodeConfig(mask_id=MASK)))
+        ref = list(
+            denoise(
+                tiny.model,
+                x1,
+                blocks,
+                steps,
+                DecodeConfig.from_options(GenerationOptions(reference_compat=True), mask_id=MASK),
+            )
+        )
+        fixed = list(
+            denoise(tiny.model, x2, blocks, steps, DecodeConfig.from_options(GenerationOptions(), mask_id=MASK))
+        )
     assert torch.equal(x1, x2)
     assert ref[-1].forward_passes == 8 and fixed[-1].forward_passes == 4
+
+
+def generate(predictor: Any, prompt: torch.Tensor, generator: Any = None, mask_id: int = MASK, **kw: Any) -> Any:
+    """The reference call through the engine: its arguments become ``GenerationOptions.reference``."""
+    return engine_generate(
+        predictor, prompt, None, GenerationOptions.reference(**kw), mask_id=mask_id, generator=generator
+    )
 
 
 def test_temperature_zero_ignores_the_seed_and_seeds_reproduce(tiny: Any) -> None:
@@ -159,7 +188,7 @@ def test_fused_backend_gives_the_same_tokens(tiny: Any) -> None:
 
 def test_stop_check_fills_the_rest_with_eos_and_counts_saved_passes(tiny: Any) -> None:
     x = torch.cat([torch.tensor([[300, 5, 6]]), torch.full((1, 8), MASK)], dim=1)
-    cfg = DecodeConfig(mask_id=MASK, eos_id=301)
+    cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=MASK, eos_id=301)
     with torch.inference_mode():
         events = list(denoise(tiny.model, x, [(3, 7), (7, 11)], [4, 4], cfg, stop_check=lambda canvas, b: True))
     done = events[-1]
@@ -170,14 +199,23 @@ def test_stop_check_fills_the_rest_with_eos_and_counts_saved_passes(tiny: Any) -
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"gen_length": 16, "block_length": 7, "steps": 16}, r"`block_length` \(7\) must divide `gen_length` \(16\)"),
+        (
+            {"gen_length": 16, "block_length": 7, "steps": 16},
+            r"`block_length` \(7\) must divide `max_tokens` \(16\).*\(`gen_length` is `max_tokens`\)",
+        ),
         ({"gen_length": 16, "block_length": 4, "steps": 6}, r"`steps` \(6\) must be divisible by the number of blocks"),
-        ({"gen_length": 16, "block_length": 4, "steps": 0}, r"`steps` must be a positive integer, got 0"),
+        (
+            {"gen_length": 16, "block_length": 4, "steps": 0},
+            r"`steps`: Input should be greater than or equal to 1 \(got 0\)",
+        ),
         (
             {"gen_length": 8, "block_length": 8, "steps": 8, "temperature": -1.0},
-            r"`temperature` must be >= 0, got -1.0",
+            r"`temperature`: Input should be greater than or equal to 0 \(got -1.0\)",
         ),
-        ({"gen_length": 8, "block_length": 8, "steps": 8, "remasking": "best"}, r"`remasking` must be .* got 'best'"),
+        (
+            {"gen_length": 8, "block_length": 8, "steps": 8, "remasking": "best"},
+            r"`remasking`: Input should be 'low_confidence' or 'random' \(got 'best'\)",
+        ),
     ],
 )
 def test_generate_errors_name_the_parameter(tiny: Any, kwargs: dict[str, Any], match: str) -> None:

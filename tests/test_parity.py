@@ -9,6 +9,7 @@ import torch
 
 from llada_sdk.api import next_turn_ids
 from llada_sdk.likelihood import monte_carlo_log_likelihood
+from llada_sdk.options import GenerationOptions
 
 FORWARD_CASES = ["unpadded_batch", "left_padded_batch", "left_padded_batch_no_mask", "long_single"]
 REFERENCE_CASES = [
@@ -122,7 +123,9 @@ def test_fastdllm_parallel_decoding_matches_reference(tiny: Any, golden: Any, na
     prompt = torch.tensor(case["prompt"])
     x = torch.cat([prompt, torch.full((1, a["gen_length"]), 336)], dim=1)
     blocks, steps = reference_blocks(prompt.shape[1], a["gen_length"], a["block_length"], a["steps"])
-    cfg = DecodeConfig(mask_id=336, eos_id=301, eot_id=348, threshold=a["threshold"], reference_compat=True)
+    cfg = DecodeConfig.from_options(
+        GenerationOptions(threshold=a["threshold"], reference_compat=True), mask_id=336, eos_id=301, eot_id=348
+    )
     with torch.inference_mode():
         events = list(denoise(tiny.model, x, blocks, steps, cfg))
     assert x.tolist() == case["output"]
@@ -210,7 +213,9 @@ def test_fastdllm_kv_caches_match_reference_tokens_and_forward_count(tiny: Any, 
         prompt = torch.tensor(case["prompt"])
         x = torch.cat([prompt, torch.full((1, a["gen_length"]), 336)], dim=1)
         blocks, steps = reference_blocks(prompt.shape[1], a["gen_length"], a["block_length"], a["steps"])
-        cfg = DecodeConfig(mask_id=336, threshold=a["threshold"], reference_compat=compat, cache=cache)
+        cfg = DecodeConfig.from_options(
+            GenerationOptions(threshold=a["threshold"], reference_compat=compat, cache=cache), mask_id=336
+        )
         events = list(denoise(tiny.model, x, blocks, steps, cfg))
         assert x.tolist() == case["output"]
         if expected is not None:

@@ -91,12 +91,21 @@ class ChatRepl:
 
     def answer(self, text: str) -> None:
         """Send ``text``; Ctrl-C cancels the answer and leaves the conversation as it was."""
+        from llada_cli.errors import classify, one_line
+
+        dropped = len(self.session.dropped)
         try:
             result = present(self.llm, self.session.stream(text), live=self.live, context=False)
         except KeyboardInterrupt:
             click.echo()
             self.say("cancelled; the conversation is unchanged")
             return
+        except Exception as exc:  # one bad turn must not end the conversation
+            self.fail(one_line(classify(exc)[1]) + "; the conversation is unchanged")
+            return
+        if len(self.session.dropped) > dropped:
+            n = len(self.session.dropped) - dropped
+            self.say(f"(the conversation outgrew the model's window: dropped the {n} oldest message(s))")
         if self.as_json:
             emit_json(result_dict(result))
         elif result.text:

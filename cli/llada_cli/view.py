@@ -16,7 +16,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from llada_sdk.api import CanvasEvent, ResultEvent
+from llada_sdk import CanvasEvent, ResultEvent
 
 if TYPE_CHECKING:
     from llada_sdk import TextResult

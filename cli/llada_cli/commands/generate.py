@@ -10,6 +10,7 @@ import click
 
 from llada_cli.common import emit_json, json_option, load_model, model_options, text_or_stdin
 from llada_cli.genopts import generation_options, resolve_options
+from llada_sdk.options import REFERENCE_PRESET
 
 NOT_USED = ("early_stop", "stop", "max_auto_length")  # text-call options the reference call has no use for
 
@@ -35,7 +36,7 @@ def parse_ids(text: str) -> list[int]:
 @click.option("--ids", "as_ids", is_flag=True, help='TEXT is token ids ("0 38 271", "0,38" or a JSON list).')
 @click.option("--chat", "as_chat", is_flag=True, help="Wrap TEXT in the chat template as one user message.")
 @model_options
-@generation_options(exclude=NOT_USED, defaults={"reference_compat": True})
+@generation_options(exclude=NOT_USED, defaults=REFERENCE_PRESET)
 @json_option("Print one JSON object: text, ids (generated) and prompt_ids.")
 @click.pass_context
 def generate(
@@ -79,7 +80,7 @@ def generate(
         ids = tok.apply_chat_template([{"role": "user", "content": text}]) if as_chat else bos + tok.encode(text)
     elif max(ids) >= (llm.config.embedding_size or llm.config.vocab_size):
         raise click.BadParameter(f"token id {max(ids)} is outside the vocabulary", ctx, param_hint="'TEXT'")
-    out = llm.generate([ids], **_reference_kwargs(llm, options))[0, len(ids) :].tolist()
+    out = llm.generate([ids], options=options, generator=_generator(llm, options.seed))[0, len(ids) :].tolist()
     answer = None if tok is None else tok.decode(out)
     if as_json:
         emit_json({"text": answer, "ids": out, "prompt_ids": ids})
@@ -87,21 +88,8 @@ def generate(
         click.echo(answer if answer is not None else " ".join(map(str, out)))
 
 
-def _reference_kwargs(llm: Any, options: Any) -> dict[str, Any]:
-    """``GenerationOptions`` -> the keyword arguments of ``LLaDA.generate``."""
-    import torch
-
-    generator = None if options.seed is None else torch.Generator(device=llm.device).manual_seed(options.seed)
-    return {
-        "steps": options.resolved_steps,
-        "gen_length": options.max_tokens,
-        "block_length": options.resolved_block_length,
-        "temperature": options.temperature,
-        "cfg_scale": options.cfg_scale,
-        "remasking": options.remasking,
-        "threshold": options.threshold,
-        "logits_eos_inf": options.logits_eos_inf,
-        "confidence_eos_eot_inf": options.confidence_eos_eot_inf,
-        "reference_compat": options.reference_compat,
-        "generator": generator,
-    }
+def _generator(llm: Any, seed: int | None) -> Any:
+    """A seeded RNG of the backend's kind, or None (the reference's global RNG)."""
+    if seed is None:
+        return None
+    return llm.backend.ops.generator(seed, like=llm.backend.asarray([[0]]))

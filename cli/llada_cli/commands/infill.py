@@ -42,7 +42,7 @@ def infill(
       llada infill "Zapur lives in [MASK:2] and works as a [MASK]."
       llada infill "Zapur's parent is [MASK:auto]." --json
     """
-    from llada_sdk.api import parse_masked_text
+    from llada_sdk.canvas import parse_masked_text
 
     options = resolve_options(ctx)
     text = text_or_stdin(text, "TEXT")

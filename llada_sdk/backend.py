@@ -1,0 +1,105 @@
+"""The backend seam: what the text API needs from whatever runs the network.
+
+A ``Backend`` bundles the model's ``LLaDAConfig`` (ids, sizes, context window), the array namespace
+its predictors speak (``ops``) and ``predictor(decode)``, which returns the ``MaskPredictor`` to use
+for one decoding run. The PyTorch model (``torch_backend.py``) is one backend; the onnxruntime
+session of ``llada_export`` is another, found through the ``llada_sdk.backends`` entry-point group,
+so the core never imports it.
+
+This module imports neither torch nor onnxruntime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from llada_sdk.arrays import Array, ArrayOps
+
+if TYPE_CHECKING:
+    from llada_sdk.config import LLaDAConfig
+    from llada_sdk.engine import DecodeConfig
+
+
+@runtime_checkable
+class MaskPredictor(Protocol):
+    """``(input_ids [B, L] int64, attention_mask [B, L] | None) -> logits [B, L, V]``.
+
+    A *fused* predictor returns ``(x0 [B, L] int64, confidence [B, L] float)`` instead: the greedy
+    candidate of every position and its softmax probability, the EOS/EOT rules of the ``DecodeConfig``
+    it was made for already applied (e.g. an exported graph with the policy inside).
+    """
+
+    def __call__(self, input_ids: Array, attention_mask: Array | None = None) -> Array | tuple[Array, Array]: ...
+
+
+@runtime_checkable
+class CachedMaskPredictor(MaskPredictor, Protocol):
+    """A predictor with Fast-dLLM's approximate KV cache (``cache="prefix"|"dual"``).
+
+    ``forward_cached(ids, None, 0)`` runs the whole canvas and returns its logits and the per-layer
+    keys/values; ``forward_cached(segment, past, start)`` runs canvas positions ``start .. start+n``
+    against ``past`` and returns the segment's logits (and keys/values the engine ignores).
+    """
+
+    def forward_cached(self, input_ids: Array, past: Any = None, start: int = 0) -> tuple[Array, Any]: ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What ``LLaDA`` holds: a config, an array namespace and predictors.
+
+    ``name`` is the backend's short name (``"torch"``, ``"onnxruntime"``); ``config`` the model's sizes,
+    special ids and context window; ``ops`` the namespace of the arrays its predictors take and return.
+    """
+
+    name: str
+    config: LLaDAConfig
+    ops: ArrayOps
+
+    def predictor(self, decode: DecodeConfig | None = None) -> MaskPredictor:
+        """The predictor for a run with these settings (``None``: plain logits, e.g. for scoring)."""
+        ...
+
+    def asarray(self, data: Any) -> Array:
+        """Token ids (nested lists of ints) as an int64 array on the backend's device."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """What runs where: e.g. ``{"backend": "torch", "device": "cpu", "dtype": "float32"}``."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendPlugin:
+    """An entry point of the ``llada_sdk.backends`` group: ``detect(folder)`` says whether the folder is
+    this backend's format; ``load(folder, **kwargs)`` returns a ``Backend`` and the tokenizer."""
+
+    name: str
+    detect: Callable[[Path], bool]
+    load: Callable[..., tuple[Backend, Any]]
+
+
+_REGISTERED: dict[str, BackendPlugin] = {}
+
+
+def register(plugin: BackendPlugin) -> None:
+    """Make a backend available by name (plugins installed as entry points are found on their own)."""
+    _REGISTERED[plugin.name] = plugin
+
+
+def plugins() -> dict[str, BackendPlugin]:
+    """Registered backends plus those installed under the ``llada_sdk.backends`` entry-point group."""
+    found = dict(_REGISTERED)
+    for ep in metadata.entry_points(group="llada_sdk.backends"):
+        if ep.name not in found:
+            try:
+                plugin = ep.load()
+            except ImportError:
+                continue  # its extra is not installed; loading it by name says which
+            if isinstance(plugin, BackendPlugin):
+                found[ep.name] = plugin
+    return found

@@ -1,0 +1,153 @@
+"""Infilling: fill the ``[MASK…]`` spans of a text, choosing ``[MASK:auto]`` lengths by likelihood.
+
+Backward and middle completion are infilling with one span before the suffix. The canvas is
+``[BOS] text-with-masks [EOS]``; all spans are decoded together, most confident token first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from llada_sdk.canvas import Span, infill_canvas
+from llada_sdk.likelihood import monte_carlo_log_likelihood
+from llada_sdk.options import GenerationOptions
+from llada_sdk.results import Event, ResultEvent, TextEvent, TextResult
+from llada_sdk.runner import CanvasJob, check_length, drain, stream_canvas, with_result
+
+if TYPE_CHECKING:
+    from llada_sdk.api import LLaDA
+
+AUTO_MC = 32  # masked copies per candidate when [MASK:auto] scores a text
+AUTO_SEED = 0  # the masks of that score are drawn from this seed: the choice is deterministic
+
+Allowed = Sequence[Collection[int] | None]
+
+
+def _canvas(llm: LLaDA, parts: Sequence[str | Span], lengths: Sequence[int]) -> tuple[list[int], list[Span]]:
+    cfg = llm.config
+    return infill_canvas(
+        parts,
+        lengths,
+        llm.require_tokenizer().encode,
+        bos=llm.bos_ids,
+        mask_id=cfg.mask_token_id,
+        eos_id=cfg.eos_token_id,
+    )
+
+
+def _job(
+    llm: LLaDA, parts: Sequence[str | Span], lengths: Sequence[int], opts: GenerationOptions, allowed: Allowed | None
+) -> tuple[CanvasJob, list[Span]]:
+    ids, spans = _canvas(llm, parts, lengths)
+    first, last = spans[0].start, spans[-1].start + (spans[-1].length or 0)
+    n_masks = sum(lengths)
+    tok = llm.require_tokenizer()
+    positions: dict[int, Collection[int]] | None = None
+    if allowed is not None:
+        positions = {}
+        for span, ids_ok in zip(spans, allowed):
+            if ids_ok is not None:
+                for p in range(span.start, span.start + (span.length or 0)):
+                    positions[p] = ids_ok
+
+    def read(row: list[int]) -> tuple[str, str, int]:
+        return tok.decode(row), "length", n_masks
+
+    job = CanvasJob(
+        rows=[ids],
+        region=(first, last),
+        blocks=[(first, last)],
+        steps=[min(opts.steps or n_masks, n_masks)],
+        read=read,
+        allowed=positions,
+        prompt_tokens=[len(ids) - n_masks],
+    )
+    return job, spans
+
+
+def _stream_once(
+    llm: LLaDA,
+    parts: Sequence[str | Span],
+    lengths: Sequence[int],
+    opts: GenerationOptions,
+    fill_only: bool,
+    allowed: Allowed | None,
+) -> Iterator[Event]:
+    """Decode one canvas; ``fill_only``: the result's text is the (single) span's fill."""
+    job, spans = _job(llm, parts, lengths, opts, allowed)
+    tok = llm.require_tokenizer()
+
+    def edit(res: TextResult) -> None:
+        res.lengths = list(lengths)
+        res.fills = [tok.decode(res.ids[s.start : s.start + (s.length or 0)]).strip() for s in spans]
+        if fill_only:
+            res.text = res.fills[0]
+
+    for ev in with_result(stream_canvas(llm.backend, job, opts), edit):
+        if isinstance(ev, ResultEvent):
+            yield TextEvent(row=0, block=0, delta=ev.results[0].text)
+        yield ev
+
+
+def choose_lengths(
+    llm: LLaDA, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None = None
+) -> list[int]:
+    """Coordinate search over the ``auto`` spans, left to right (README: "How [MASK:auto] works").
+
+    For each candidate length the canvas is decoded, and the whole resulting text is scored by the
+    model's Monte Carlo likelihood bound (``AUTO_MC`` masked copies, fixed seed); the length whose
+    text is most likely wins. Texts of different lengths compete on their joint likelihood, so a span
+    padded with an extra clause loses to the text without it.
+    """
+    spans = [p for p in parts if isinstance(p, Span)]
+    lengths = [s.length if s.length is not None else min(4, max_auto) for s in spans]
+    backend = llm.backend
+    start = len(llm.bos_ids)
+    for k, span in enumerate(spans):
+        if span.length is not None:
+            continue
+        check_length(backend, len(_canvas(llm, parts, [*lengths[:k], max_auto, *lengths[k + 1 :]])[0]), "[MASK:auto]")
+        best: tuple[float, int] | None = None
+        for n in range(1, max_auto + 1):
+            trial = [*lengths[:k], n, *lengths[k + 1 :]]
+            ids = drain(_stream_once(llm, parts, trial, opts, False, allowed))[0].ids
+            x = backend.asarray(ids)
+            score = monte_carlo_log_likelihood(
+                backend.predictor(None),
+                x[:start],
+                x[start:],
+                mask_id=llm.config.mask_token_id,
+                mc_num=AUTO_MC,
+                batch_size=AUTO_MC,
+                generator=backend.ops.generator(AUTO_SEED, like=x),
+            )
+            if best is None or score > best[0]:
+                best = (score, n)
+        if best is not None:
+            lengths[k] = best[1]
+    return lengths
+
+
+def stream_infill_parts(
+    llm: LLaDA,
+    parts: Sequence[str | Span],
+    opts: GenerationOptions,
+    max_auto: int,
+    fill_only: bool = False,
+    allowed: Allowed | None = None,
+) -> Iterator[Event]:
+    """Choose the ``auto`` lengths (if any), then stream the decoding of the canvas."""
+    n_spans = sum(isinstance(p, Span) for p in parts)
+    if allowed is not None and len(allowed) != n_spans:
+        raise ValueError(f"`allowed_tokens` must have one entry per masked span ({n_spans}), got {len(allowed)}")
+    if any(isinstance(p, Span) and p.length is None for p in parts):
+
+        def lazy() -> Iterator[Event]:
+            lengths = choose_lengths(llm, parts, opts, max_auto, allowed)
+            yield from _stream_once(llm, parts, lengths, opts, fill_only, allowed)
+
+        return lazy()
+    lengths = [p.length for p in parts if isinstance(p, Span) and p.length is not None]
+    check_length(llm.backend, len(_canvas(llm, parts, lengths)[0]), "`text`")
+    return _stream_once(llm, parts, lengths, opts, fill_only, allowed)
