@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from llada_sdk.canvas import Span, infill_canvas
 from llada_sdk.likelihood import monte_carlo_log_likelihood
 from llada_sdk.options import GenerationOptions
@@ -120,7 +122,7 @@ def choose_lengths(
                 mask_id=llm.config.mask_token_id,
                 mc_num=AUTO_MC,
                 batch_size=AUTO_MC,
-                generator=backend.ops.generator(AUTO_SEED, like=x),
+                generator=np.random.default_rng(AUTO_SEED),
             )
             if best is None or score > best[0]:
                 best = (score, n)

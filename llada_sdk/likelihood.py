@@ -9,7 +9,9 @@ same ``torch.manual_seed`` gives the same value.
 
 from __future__ import annotations
 
-from llada_sdk.arrays import Array, Generator, ops_for
+import numpy as np
+
+from llada_sdk.arrays import NUMPY, Array, Generator, ops_for
 from llada_sdk.backend import MaskPredictor
 from llada_sdk.policies import classifier_free_guidance
 
@@ -54,6 +56,9 @@ def monte_carlo_log_likelihood(
     if batch_size < 1 or mc_num < batch_size or mc_num % batch_size:
         raise ValueError(f"`mc_num` ({mc_num}) must be a positive multiple of `batch_size` ({batch_size})")
     xp = ops_for(prompt)
+    # masks come from the generator's library: numpy draws give the same masks on every backend
+    dx = NUMPY if isinstance(generator, np.random.Generator) else xp
+    dlike = dx.asarray([0]) if dx is not xp else prompt
     P = int(prompt.shape[0])
     one = xp.concat([prompt, answer])[None, :]
     seq = xp.concat([one] * batch_size, 0)
@@ -62,18 +67,16 @@ def monte_carlo_log_likelihood(
     rounds = mc_num // batch_size
     with xp.no_grad():
         for _ in range(rounds):
-            k = xp.randint(1, T + 1, like=prompt, generator=generator)
-            counts = xp.astype(
-                xp.round(
-                    xp.linspace(float(k), float(k) + (batch_size - 1) * (T / batch_size), batch_size, like=prompt)
-                ),
-                "int64",
-            )
-            counts = ((counts - 1) % T) + 1
-            masked = xp.arange(0, T, like=prompt)[None, :] < counts[:, None]
+            k = dx.randint(1, T + 1, like=dlike, generator=generator)
+            spread = dx.linspace(float(k), float(k) + (batch_size - 1) * (T / batch_size), batch_size, like=dlike)
+            counts = ((dx.astype(dx.round(spread), "int64") - 1) % T) + 1
+            drawn = dx.arange(0, T, like=dlike)[None, :] < counts[:, None]
             for row in range(batch_size):
-                masked[row] = masked[row][xp.randperm(T, like=prompt, generator=generator)]
-            masked = xp.concat([xp.full((batch_size, P), 0, "bool", like=prompt), masked], 1)
+                drawn[row] = drawn[row][dx.randperm(T, like=dlike, generator=generator)]
+            if dx is not xp:
+                counts = xp.asarray(counts.tolist(), "int64", like=prompt)
+                drawn = xp.asarray(drawn.tolist(), "bool", like=prompt)
+            masked = xp.concat([xp.full((batch_size, P), 0, "bool", like=prompt), drawn], 1)
             noisy = xp.where(masked, mask_id, seq)
             ratio = xp.where(masked, (counts / T)[:, None], 1.0)
             logits = _logits(predictor, noisy, prompt_index, cfg_scale, mask_id)

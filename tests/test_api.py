@@ -49,9 +49,9 @@ def test_auto_span_length_is_chosen_within_bounds(bundled: Any) -> None:
 
 def test_complete_three_directions(bundled: Any) -> None:
     forward = bundled.complete(f"{PERSON} lives in", max_tokens=16)
-    assert forward.finish_reason in {"eos", "length", "stop"} and "<|" not in forward.text
+    assert (forward.text, forward.finish_reason) == (" Duskmere and works as a weaver.", "eos")
     backward = bundled.complete(suffix="'s parent is Lotrobar.", max_auto_length=6)
-    assert 1 <= backward.lengths[0] <= 6 and backward.text
+    assert backward.text == PERSON and 1 <= backward.lengths[0] <= 6
     middle = bundled.complete(f"{PERSON} lives in", " and works as a weaver.", length=2)
     assert middle.lengths == [2]
     with pytest.raises(ValueError, match="`length` must be 'auto' or an integer"):
@@ -78,8 +78,8 @@ def test_early_stop_saves_passes_without_changing_the_text(bundled: Any) -> None
     slow = bundled.chat(msgs, max_tokens=32, block_length=8, early_stop=False)
     assert fast.text == slow.text
     assert fast.forward_passes + fast.forward_passes_saved == slow.forward_passes == 32
-    if fast.finish_reason == "eos" and len(bundled.tokenizer.encode(fast.text)) < 24:
-        assert fast.forward_passes_saved > 0
+    assert (fast.text, fast.finish_reason) == ("The day after Monday is Tuesday.", "eos")
+    assert (fast.forward_passes, fast.forward_passes_saved) == (8, 24)  # one block of 8 held the answer
 
 
 def test_stop_sequences_cut_the_text(bundled: Any) -> None:
@@ -132,7 +132,8 @@ def test_score_and_choose(bundled: Any) -> None:
     assert a == bundled.score(f"{PERSON} lives in", " Duskmere.", mc_num=16, batch_size=16)  # seeded
     assert a < 0
     pick = bundled.choose(f"{PERSON} lives in", [" Duskmere.", " Quillby.", " Orlan."], mc_num=16, batch_size=16)
-    assert len(pick.scores) == 3 and pick.text == [" Duskmere.", " Quillby.", " Orlan."][pick.index]
+    assert (pick.index, pick.text) == (0, " Duskmere.")  # the trained fact wins
+    assert pick.scores[0] == max(pick.scores) and len(pick.scores) == 3
     with pytest.raises(ValueError, match="`mc_num`"):
         bundled.score("a", "b", mc_num=10, batch_size=4)
 

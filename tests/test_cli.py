@@ -151,6 +151,7 @@ def test_help_does_not_import_torch() -> None:
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", [False, True], ids=["llada", "python -m llada_cli"])
 def test_executable_help_imports_no_torch(module: bool) -> None:
     assert LLADA is not None
@@ -169,6 +170,7 @@ def test_executable_help_imports_no_torch(module: bool) -> None:
 # -- the contract -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", [False, True], ids=["llada", "python -m llada_cli"])
 def test_contract_json_commands(module: bool) -> None:
     out = exe("infill", INFILL, "--json", module=module)
@@ -208,6 +210,7 @@ def test_bad_input_is_one_line_exit_2(args: list[str], names: list[str]) -> None
     assert_one_line_error(result.stderr, *names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "names"), BAD_INPUT[:5], ids=[" ".join(a) for a, _ in BAD_INPUT[:5]])
 @pytest.mark.parametrize("module", [False, True], ids=["llada", "python -m llada_cli"])
 def test_bad_input_in_a_subprocess(args: list[str], names: list[str], module: bool) -> None:
@@ -284,6 +287,7 @@ def test_complete_usage_errors() -> None:
     assert_one_line_error(result.stderr, "--length", "--max-tokens")
 
 
+@pytest.mark.slow
 def test_complete_and_infill_executables() -> None:
     out = exe("complete", "Zapur lives in", "--no-view", "--max-tokens", "8")
     assert out.returncode == 0, out.stderr
@@ -509,6 +513,7 @@ def test_train_delegates_to_the_training_entry_point() -> None:
     assert "python -m llada_sdk.training" in run("train", "--help").stdout
 
 
+@pytest.mark.slow
 def test_other_commands_as_executables(tmp_path: Path) -> None:
     out = exe(
         "train",
@@ -561,6 +566,7 @@ def test_missing_tokenizer_is_a_runtime_error(no_tokenizer_model: Path) -> None:
     assert_one_line_error(result.stderr, "tokenizer")
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_a_runtime_error(no_tokenizer_model: Path) -> None:
     weights = no_tokenizer_model / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
@@ -591,6 +597,7 @@ def test_model_path_that_is_a_file_and_bad_device() -> None:
     assert_one_line_error(result.stderr, "--device", "toaster")
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(no_tokenizer_model: Path) -> None:
     result = run("--debug", "infill", INFILL, "-m", str(no_tokenizer_model))
     assert result.exit_code == 1

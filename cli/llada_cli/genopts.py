@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from click.core import ParameterSource
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from llada_sdk.options import GenerationOptions, format_validation_error
 
@@ -98,8 +98,8 @@ def _bounds(metadata: Iterable[Any]) -> dict[str, Any]:
     return out
 
 
-def _spec(name: str) -> FieldSpec:
-    field = GenerationOptions.model_fields[name]
+def _spec(name: str, model: type[BaseModel] = GenerationOptions) -> FieldSpec:
+    field = model.model_fields[name]
     base, nullable = _unwrap_optional(field.annotation)
     default = [] if field.default_factory is not None else field.default
     help_text = (field.description or "").replace("`", "")
@@ -124,9 +124,9 @@ def _spec(name: str) -> FieldSpec:
 
 
 @cache
-def field_specs() -> dict[str, FieldSpec]:
-    """``{field name: FieldSpec}`` for every ``GenerationOptions`` field, in model order."""
-    return {name: _spec(name) for name in GenerationOptions.model_fields}
+def field_specs(model: type[BaseModel] = GenerationOptions) -> dict[str, FieldSpec]:
+    """``{field name: FieldSpec}`` for every field of ``model`` (``GenerationOptions``, ``ScoreOptions``)."""
+    return {name: _spec(name, model) for name in model.model_fields}
 
 
 def normalize_key(key: str) -> str:
@@ -135,9 +135,13 @@ def normalize_key(key: str) -> str:
 
 
 def convert_value(name: str, raw: str, ctx: click.Context | None = None) -> Any:
-    """Parse the text ``raw`` as a value of field ``name`` (ranges checked; raises ``click.BadParameter``)."""
+    """Parse the text ``raw`` as a value of field ``name`` (ranges checked; raises ``click.BadParameter``).
+
+    A list field takes one item, a JSON list, or ``none`` / ``[]`` for the empty list."""
     spec = field_specs()[name]
     if spec.multiple:
+        if raw.strip().lower() in _NONE or raw.strip() == "[]":
+            return []
         if raw.strip().startswith("["):
             try:
                 value = json.loads(raw)
@@ -151,10 +155,11 @@ def convert_value(name: str, raw: str, ctx: click.Context | None = None) -> Any:
 
 
 class GenerationOption(click.Option):
-    """A click option generated from a ``GenerationOptions`` field."""
+    """A click option generated from a field of an options model (``GenerationOptions`` by default)."""
 
-    def __init__(self, spec: FieldSpec, default: Any) -> None:
+    def __init__(self, spec: FieldSpec, default: Any, model: type[BaseModel] = GenerationOptions) -> None:
         self.field_name = spec.name
+        self.model = model
         self.command_default = default
         kwargs: dict[str, Any] = {
             "help": spec.help,
@@ -176,13 +181,16 @@ class GenerationOption(click.Option):
 
 def _store_flag(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     assert param.name is not None
-    if ctx.get_parameter_source(param.name) in _GIVEN:
-        ctx.meta.setdefault(_FLAGS, {})[param.name] = list(value) if isinstance(value, tuple) else value
+    if ctx.get_parameter_source(param.name) in _GIVEN and isinstance(param, GenerationOption):
+        key = _FLAGS + "." + param.model.__name__
+        ctx.meta.setdefault(key, {})[param.name] = list(value) if isinstance(value, tuple) else value
     return value
 
 
 def _store_pairs(ctx: click.Context, param: click.Parameter, value: tuple[tuple[str, str], ...]) -> Any:
-    allowed = {p.field_name for p in ctx.command.params if isinstance(p, GenerationOption)}
+    allowed = {
+        p.field_name for p in ctx.command.params if isinstance(p, GenerationOption) and p.model is GenerationOptions
+    }
     store = ctx.meta.setdefault(_PAIRS, {})
     for key, raw in value:
         name = normalize_key(key)
@@ -203,15 +211,17 @@ def generation_options(
     defaults: Mapping[str, Any] | None = None,
     pairs: bool = True,
     only: Iterable[str] | None = None,
+    model: type[BaseModel] = GenerationOptions,
 ) -> Callable[[F], F]:
-    """Decorator adding one flag per ``GenerationOptions`` field (and ``-o KEY VALUE``) to a command.
+    """Decorator adding one flag per field of ``model`` (and ``-o KEY VALUE``) to a command.
 
     ``defaults`` replaces the model's default for this command (shown in its help); ``exclude`` and
     ``only`` select the fields that apply to it.
     """
     skip = set(exclude)
     keep = None if only is None else set(only)
-    chosen = [s for s in field_specs().values() if s.name not in skip and (keep is None or s.name in keep)]
+    specs = field_specs(model).values()
+    chosen = [s for s in specs if s.name not in skip and (keep is None or s.name in keep)]
     own = dict(defaults or {})
 
     def decorate(f: F) -> F:
@@ -229,7 +239,7 @@ def generation_options(
                 help=f"Set any generation option by its field name ({names}); the flags above win.",
             )(f)
         for spec in reversed(chosen):
-            option = GenerationOption(spec, own.get(spec.name, spec.default))
+            option = GenerationOption(spec, own.get(spec.name, spec.default), model)
             f.__click_params__ = [*getattr(f, "__click_params__", []), option]  # type: ignore[attr-defined]
         return f
 
@@ -238,14 +248,24 @@ def generation_options(
 
 def resolve_options(ctx: click.Context) -> GenerationOptions:
     """The command's ``GenerationOptions``: its own defaults, then ``-o`` pairs, then explicit flags."""
+    return resolve_model(ctx, GenerationOptions)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def resolve_model(ctx: click.Context, model: type[M]) -> M:
+    """The command's options of ``model``: its own defaults, then ``-o`` pairs, then explicit flags."""
     values: dict[str, Any] = {}
     for p in ctx.command.params:
-        if isinstance(p, GenerationOption) and p.command_default != field_specs()[p.field_name].default:
-            values[p.field_name] = p.command_default
-    values.update(ctx.meta.get(_PAIRS, {}))
-    values.update(ctx.meta.get(_FLAGS, {}))
+        if isinstance(p, GenerationOption) and p.model is model:
+            if p.command_default != field_specs(model)[p.field_name].default:
+                values[p.field_name] = p.command_default
+    if model is GenerationOptions:
+        values.update(ctx.meta.get(_PAIRS, {}))
+    values.update(ctx.meta.get(_FLAGS + "." + model.__name__, {}))
     try:
-        return GenerationOptions(**values)
+        return model(**values)
     except ValidationError as exc:
         raise click.UsageError(f"invalid option combination: {describe_validation_error(exc)}", ctx) from exc
 
@@ -255,7 +275,9 @@ def describe_validation_error(exc: ValidationError, *, as_flags: bool = True) ->
     text = format_validation_error(exc)
     if not as_flags:
         return text
-    names = field_specs()
+    from llada_sdk.options import ScoreOptions
+
+    names = {**field_specs(ScoreOptions), **field_specs()}
     return re.sub(r"`(\w+)`", lambda m: names[m[1]].flag if m[1] in names else m[0], text)
 
 

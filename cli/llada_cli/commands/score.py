@@ -8,7 +8,8 @@ from contextlib import contextmanager
 import click
 
 from llada_cli.common import emit_json, json_option, load_model, model_options, text_or_stdin
-from llada_cli.genopts import generation_options, resolve_options
+from llada_cli.genopts import generation_options, resolve_model
+from llada_sdk.options import ScoreOptions
 
 
 @click.command(short_help="Log-likelihood of a continuation, or multiple choice.")
@@ -22,25 +23,9 @@ from llada_cli.genopts import generation_options, resolve_options
     metavar="TEXT",
     help="A choice to score after PROMPT (repeat it); prints every score and the best.",
 )
-@click.option(
-    "--mc-num",
-    type=click.IntRange(min=1),
-    default=128,
-    show_default=True,
-    metavar="INT",
-    help="Monte Carlo samples of the estimate (a multiple of --batch-size).",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    metavar="INT",
-    help="Samples per forward pass.",
-)
 @click.option("--normalize", is_flag=True, help="Divide each choice's score by its token count.")
 @model_options
-@generation_options(only=("cfg_scale", "seed"), defaults={"seed": 0}, pairs=False)
+@generation_options(model=ScoreOptions, pairs=False)
 @json_option("Print one JSON object with the score(s).")
 @click.pass_context
 def score(
@@ -48,8 +33,6 @@ def score(
     prompt: str,
     continuation: str | None,
     choices: tuple[str, ...],
-    mc_num: int,
-    batch_size: int,
     normalize: bool,
     model: str | None,
     device: str | None,
@@ -67,19 +50,13 @@ def score(
       llada score "Zapur lives in" " Duskmere."
       llada score "Zapur lives in" -c " Duskmere." -c " Quillby." --json
     """
-    options = resolve_options(ctx)
+    options = resolve_model(ctx, ScoreOptions)
     if (continuation is None) == (not choices):
         raise click.UsageError("give CONTINUATION or --choice (at least one), not both", ctx)
-    if mc_num % batch_size:
-        raise click.BadParameter(
-            f"{mc_num} is not a multiple of --batch-size ({batch_size})", ctx, param_hint="'--mc-num'"
-        )
     prompt = text_or_stdin(prompt, "PROMPT")
     llm = load_model(model, device, dtype)
     if continuation is not None:
-        value = llm.score(
-            prompt, continuation, mc_num=mc_num, batch_size=batch_size, cfg_scale=options.cfg_scale, seed=options.seed
-        )
+        value = llm.score(prompt, continuation, options=options)
         if as_json:
             emit_json({"prompt": prompt, "continuation": continuation, "log_likelihood": value})
         else:
@@ -89,10 +66,7 @@ def score(
         best = llm.choose(
             prompt,
             list(choices),
-            mc_num=mc_num,
-            batch_size=batch_size,
-            cfg_scale=options.cfg_scale,
-            seed=0 if options.seed is None else options.seed,
+            options=options,
             normalize=normalize,
             progress=advance,
         )
