@@ -109,6 +109,18 @@ class LLaDAConfig:
                 raise ConfigError(f"config key `{name}` must be in [0, {self.embedding_size}), got {value!r}")
 
     @property
+    def trained_window(self) -> int | None:
+        """The row length the model was trained on, when shorter than ``max_sequence_length``: the
+        ``trained_sequence_length`` key of config.json (an llada-sdk model-card field; None if absent)."""
+        value = self.extra.get("trained_sequence_length")
+        return int(value) if isinstance(value, int) and 0 < value < self.max_sequence_length else None
+
+    @property
+    def context_window(self) -> int:
+        """The longest canvas worth decoding: ``trained_window`` when set, else ``max_sequence_length``."""
+        return self.trained_window or self.max_sequence_length
+
+    @property
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 

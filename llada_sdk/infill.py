@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from llada_sdk.canvas import Span, infill_canvas
-from llada_sdk.likelihood import monte_carlo_log_likelihood
+from llada_sdk.likelihood import log_likelihood_bounds
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import Event, ResultEvent, TextEvent, TextResult
 from llada_sdk.runner import CanvasJob, check_length, drain, stream_canvas, with_result
@@ -22,6 +20,8 @@ if TYPE_CHECKING:
 
 AUTO_MC = 32  # masked copies per candidate when [MASK:auto] scores a text
 AUTO_SEED = 0  # the masks of that score are drawn from this seed: the choice is deterministic
+AUTO_START = 2  # the length an auto span has while the others are chosen first
+AUTO_ROUNDS = 3  # sweeps over several auto spans, at most
 
 Allowed = Sequence[Collection[int] | None]
 
@@ -92,42 +92,74 @@ def _stream_once(
         yield ev
 
 
+def _decode_candidates(
+    llm: LLaDA,
+    parts: Sequence[str | Span],
+    candidates: list[list[int]],
+    opts: GenerationOptions,
+    allowed: Allowed | None,
+) -> list[list[int]]:
+    """The decoded canvas of each choice of span lengths. One batch (right-padded behind an attention
+    mask, one token per step) when the options allow it; one canvas at a time otherwise."""
+    if allowed is not None or opts.steps is not None or opts.cache != "none":
+        return [drain(_stream_once(llm, parts, c, opts, False, allowed))[0].ids for c in candidates]
+    built = [_canvas(llm, parts, c) for c in candidates]
+    L = max(len(ids) for ids, _ in built)
+    eos = llm.config.eos_token_id
+    rows = [ids + [eos] * (L - len(ids)) for ids, _ in built]
+    am = [[1] * len(ids) + [0] * (L - len(ids)) for ids, _ in built] if any(len(i) < L for i, _ in built) else None
+    first = min(spans[0].start for _, spans in built)
+    last = max(spans[-1].start + (spans[-1].length or 0) for _, spans in built)
+    job = CanvasJob(
+        rows=rows,
+        region=(first, last),
+        blocks=[(first, last)],
+        steps=[max(sum(c) for c in candidates)],  # rows with fewer masks get zero-token steps at the end
+        read=lambda row: ("", "length", 0),
+        attention_mask=am,
+    )
+    return [res.ids[: len(ids)] for res, (ids, _) in zip(drain(stream_canvas(llm.backend, job, opts)), built)]
+
+
 def choose_lengths(
     llm: LLaDA, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None = None
 ) -> list[int]:
-    """Coordinate search over the ``auto`` spans, left to right (README: "How [MASK:auto] works").
+    """Coordinate ascent over the ``auto`` spans (README: "How [MASK:auto] works").
 
-    For each candidate length the canvas is decoded, and the whole resulting text is scored by the
-    model's Monte Carlo likelihood bound (``AUTO_MC`` masked copies, fixed seed); the length whose
-    text is most likely wins. Texts of different lengths compete on their joint likelihood, so a span
+    Each ``auto`` span starts at ``AUTO_START`` tokens. For one span at a time, every length
+    ``1..max_auto`` is decoded (one batch) and the whole resulting text scored by the model's Monte
+    Carlo likelihood bound (``AUTO_MC`` masked copies from a fixed seed, all candidates in one batch);
+    the most likely text's length wins (ties: the shorter). With several ``auto`` spans the sweep
+    repeats until no length changes (at most ``AUTO_ROUNDS`` sweeps), so each span is chosen knowing
+    the others' lengths. Texts of different lengths compete on their joint likelihood, so a span
     padded with an extra clause loses to the text without it.
     """
     spans = [p for p in parts if isinstance(p, Span)]
-    lengths = [s.length if s.length is not None else min(4, max_auto) for s in spans]
+    auto = [k for k, s in enumerate(spans) if s.length is None]
+    lengths = [s.length if s.length is not None else min(AUTO_START, max_auto) for s in spans]
     backend = llm.backend
-    start = len(llm.bos_ids)
-    for k, span in enumerate(spans):
-        if span.length is not None:
-            continue
-        check_length(backend, len(_canvas(llm, parts, [*lengths[:k], max_auto, *lengths[k + 1 :]])[0]), "[MASK:auto]")
-        best: tuple[float, int] | None = None
-        for n in range(1, max_auto + 1):
-            trial = [*lengths[:k], n, *lengths[k + 1 :]]
-            ids = drain(_stream_once(llm, parts, trial, opts, False, allowed))[0].ids
-            x = backend.asarray(ids)
-            score = monte_carlo_log_likelihood(
+    for _ in range(AUTO_ROUNDS):
+        changed = False
+        for k in auto:
+            candidates = [[*lengths[:k], n, *lengths[k + 1 :]] for n in range(1, max_auto + 1)]
+            check_length(backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
+            texts = _decode_candidates(llm, parts, candidates, opts, allowed)
+            scores = log_likelihood_bounds(
                 backend.predictor(None),
-                x[:start],
-                x[start:],
+                texts,
+                len(llm.bos_ids),
                 mask_id=llm.config.mask_token_id,
+                pad_id=llm.config.eos_token_id,
+                ops=backend.ops,
+                asarray=backend.asarray,
                 mc_num=AUTO_MC,
-                batch_size=AUTO_MC,
-                generator=np.random.default_rng(AUTO_SEED),
+                seed=AUTO_SEED,
             )
-            if best is None or score > best[0]:
-                best = (score, n)
-        if best is not None:
-            lengths[k] = best[1]
+            best = max(range(len(scores)), key=lambda i: (scores[i], -i)) + 1
+            changed |= best != lengths[k]
+            lengths[k] = best
+        if not changed or len(auto) == 1:
+            break
     return lengths
 
 

@@ -9,9 +9,12 @@ same ``torch.manual_seed`` gives the same value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from llada_sdk.arrays import NUMPY, Array, Generator, ops_for
+from llada_sdk.arrays import NUMPY, Array, ArrayOps, Generator, ops_for
 from llada_sdk.backend import MaskPredictor
 from llada_sdk.policies import classifier_free_guidance
 
@@ -30,6 +33,70 @@ def _logits(predictor: MaskPredictor, batch: Array, prompt_index: Array, cfg_sca
     if isinstance(out, tuple):
         raise ValueError("scoring needs a backend that returns logits, not fused candidates")
     return out
+
+
+def _draw_masks(dx: ArrayOps, T: int, batch: int, like: Array, generator: Generator) -> tuple[Array, Array]:
+    """One batch of the estimator's masks: a count per row, stratified over the batch from one random
+    start (``randint``), and which of the ``T`` answer positions each row masks (one ``randperm``
+    per row) -- the reference's draws, in its order. Returns ``(counts [batch], masked [batch, T])``."""
+    k = dx.randint(1, T + 1, like=like, generator=generator)
+    spread = dx.linspace(float(k), float(k) + (batch - 1) * (T / batch), batch, like=like)
+    counts = ((dx.astype(dx.round(spread), "int64") - 1) % T) + 1
+    drawn = dx.arange(0, T, like=like)[None, :] < counts[:, None]
+    for row in range(batch):
+        drawn[row] = drawn[row][dx.randperm(T, like=like, generator=generator)]
+    return counts, drawn
+
+
+def log_likelihood_bounds(
+    predictor: MaskPredictor,
+    sequences: list[list[int]],
+    prompt_length: int,
+    *,
+    mask_id: int,
+    pad_id: int,
+    ops: ArrayOps,
+    asarray: Callable[[Any], Array],
+    mc_num: int = 32,
+    seed: int = 0,
+    rows_per_call: int = 128,
+) -> list[float]:
+    """The estimator's bound for many sequences at once (each ``sequences[i][prompt_length:]`` given
+    its first ``prompt_length`` tokens): every sequence gets ``mc_num`` masked copies drawn from numpy's
+    RNG with ``seed`` (so a sequence's score does not depend on the others), and the copies of all
+    sequences run together, right-padded with ``pad_id`` behind an attention mask."""
+    L = max(len(s) for s in sequences)
+    rows: list[list[int]] = []
+    originals: list[list[int]] = []
+    masks: list[list[bool]] = []
+    weights: list[float] = []
+    for seq in sequences:
+        T = len(seq) - prompt_length
+        if T <= 0:
+            raise ValueError("every sequence needs at least one token after the prompt")
+        counts, drawn = _draw_masks(NUMPY, T, mc_num, NUMPY.asarray([0]), np.random.default_rng(seed))
+        padded = list(seq) + [pad_id] * (L - len(seq))
+        for row in range(mc_num):
+            m = [False] * prompt_length + [bool(v) for v in drawn[row]] + [False] * (L - len(seq))
+            rows.append([mask_id if f else t for f, t in zip(m, padded)])
+            originals.append(padded)
+            masks.append(m)
+            weights.append(T / float(counts[row]))  # 1 / (mask ratio)
+    am = [[1] * len(s) + [0] * (L - len(s)) for s in sequences for _ in range(mc_num)]
+    nll: list[float] = []
+    with ops.no_grad():
+        for i in range(0, len(rows), rows_per_call):
+            ids = asarray(rows[i : i + rows_per_call])
+            logits = predictor(ids, asarray(am[i : i + rows_per_call]))
+            if isinstance(logits, tuple):
+                raise ValueError("scoring needs a backend that returns logits, not fused candidates")
+            logp = ops.take_last(
+                ops.log_softmax(ops.astype(logits, "float32"), -1), asarray(originals[i : i + rows_per_call])
+            )
+            masked = ops.asarray(masks[i : i + rows_per_call], "bool", like=ids)
+            nll += [float(v) for v in ops.where(masked, -logp, 0.0).sum(-1).tolist()]
+    n = mc_num
+    return [-sum(nll[j * n + r] * weights[j * n + r] for r in range(n)) / n for j in range(len(sequences))]
 
 
 def monte_carlo_log_likelihood(
@@ -67,12 +134,7 @@ def monte_carlo_log_likelihood(
     rounds = mc_num // batch_size
     with xp.no_grad():
         for _ in range(rounds):
-            k = dx.randint(1, T + 1, like=dlike, generator=generator)
-            spread = dx.linspace(float(k), float(k) + (batch_size - 1) * (T / batch_size), batch_size, like=dlike)
-            counts = ((dx.astype(dx.round(spread), "int64") - 1) % T) + 1
-            drawn = dx.arange(0, T, like=dlike)[None, :] < counts[:, None]
-            for row in range(batch_size):
-                drawn[row] = drawn[row][dx.randperm(T, like=dlike, generator=generator)]
+            counts, drawn = _draw_masks(dx, T, batch_size, dlike, generator)
             if dx is not xp:
                 counts = xp.asarray(counts.tolist(), "int64", like=prompt)
                 drawn = xp.asarray(drawn.tolist(), "bool", like=prompt)

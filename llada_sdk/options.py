@@ -37,10 +37,15 @@ class GenerationOptions(BaseModel):
         0.0,
         ge=0.0,
         le=100.0,
+        allow_inf_nan=False,
         description="Gumbel-max sampling temperature (float64); 0 is greedy and ignores the seed.",
     )
     cfg_scale: float = Field(
-        0.0, ge=0.0, le=100.0, description="Classifier-free guidance scale (0 disables; doubles the forward batch)."
+        0.0,
+        ge=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="Classifier-free guidance scale (0 disables; doubles the forward batch).",
     )
     remasking: Remasking = Field(
         "low_confidence", description="Which masked positions to commit each step: most confident, or random."
@@ -49,6 +54,7 @@ class GenerationOptions(BaseModel):
         None,
         gt=0.0,
         le=1.0,
+        allow_inf_nan=False,
         description="Parallel decoding: commit every position whose confidence reaches this value (at least one per step); `steps` is then ignored.",
     )
     cache: Literal["none", "prefix", "dual"] = Field(
@@ -89,6 +95,13 @@ class GenerationOptions(BaseModel):
                 f"`cache` does not support classifier-free guidance: set `cfg_scale` to 0 (got {self.cfg_scale}) "
                 f"or `cache` to 'none' (got {self.cache!r})"
             )
+        if self.steps is not None and self.steps > self.max_tokens:
+            raise ValueError(
+                f"`steps` ({self.steps}) must be at most `max_tokens` ({self.max_tokens}): every step commits a token"
+            )
+        empty = [i for i, s in enumerate(self.stop) if not s]
+        if empty:
+            raise ValueError(f"`stop` sequences must not be empty (item {empty[0]} is ''); use [] for no stop sequence")
         steps = self.steps or self.max_tokens
         blocks = self.max_tokens // block
         if self.threshold is None and steps % blocks:
@@ -152,7 +165,9 @@ class ScoreOptions(BaseModel):
 
     mc_num: int = Field(128, ge=1, le=65536, description="Monte Carlo samples (masked copies) per estimate.")
     batch_size: int = Field(16, ge=1, le=4096, description="Samples per forward pass; must divide `mc_num`.")
-    cfg_scale: float = Field(0.0, ge=0.0, le=100.0, description="Classifier-free guidance scale (0 disables).")
+    cfg_scale: float = Field(
+        0.0, ge=0.0, le=100.0, allow_inf_nan=False, description="Classifier-free guidance scale (0 disables)."
+    )
     seed: int | None = Field(0, ge=0, description="Seed of the masks; None draws from the global RNG (the reference).")
 
     @model_validator(mode="after")

@@ -84,8 +84,14 @@ def view_option(f: F) -> F:
 
 def wants_view(view: bool | None, as_json: bool) -> bool:
     """The live view is on when asked for, or by default on a terminal without ``--json``."""
+    if view:
+        why = "--json prints one object" if as_json else None if sys.stdout.isatty() else "stdout is not a terminal"
+        if why:
+            click.echo(f"note: --view ignored ({why}); printing the final text only", err=True)
+            return False
+        return True
     if view is not None:
-        return view and not as_json
+        return False
     return not as_json and sys.stdout.isatty()
 
 
@@ -96,10 +102,23 @@ def stdin_is_terminal() -> bool:
 def text_or_stdin(value: str | None, name: str) -> str:
     """The argument ``value``; when absent (or ``-``), all of stdin if it is not a terminal."""
     if value is not None and value != "-":
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise click.UsageError(f"Invalid value for '{name}': not valid UTF-8 text ({exc.reason})") from exc
+        if not value.strip():
+            raise click.UsageError(f"Invalid value for '{name}': it is empty")
         return value
     if stdin_is_terminal():
         raise click.UsageError(f"Missing argument '{name}' (give it, or pipe it on stdin)")
-    text = sys.stdin.read().rstrip("\n")
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+    try:
+        text = raw.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError as exc:
+        raise click.UsageError(
+            f"Invalid value for '{name}': stdin is not valid UTF-8 (byte {exc.start}: {exc.reason}); "
+            "convert it first, e.g. iconv -t UTF-8"
+        ) from exc
     if not text.strip():
         raise click.UsageError(f"Missing argument '{name}': stdin is empty")
     return text

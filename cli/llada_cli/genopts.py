@@ -45,11 +45,23 @@ class _NullableMixin(AnyParamType):
         return super().convert(value, param, ctx)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """A ``FloatRange`` that refuses nan and infinities with a message saying so."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import math
+
+        number = click.FLOAT.convert(value, param, ctx) if value is not None else value
+        if isinstance(number, float) and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 class NullableIntRange(_NullableMixin, click.IntRange):
     """An ``IntRange`` that also accepts ``none``."""
 
 
-class NullableFloatRange(_NullableMixin, click.FloatRange):
+class NullableFloatRange(_NullableMixin, FiniteFloatRange):
     """A ``FloatRange`` that also accepts ``none``."""
 
 
@@ -116,7 +128,7 @@ def _spec(name: str, model: type[BaseModel] = GenerationOptions) -> FieldSpec:
         ptype: AnyParamType = NullableIntRange(**bounds) if nullable else click.IntRange(**bounds)
         return FieldSpec(name, ptype, default, help_text, nullable=nullable, metavar="INT|none" if nullable else "INT")
     if base is float:
-        ptype = NullableFloatRange(**bounds) if nullable else click.FloatRange(**bounds)
+        ptype = NullableFloatRange(**bounds) if nullable else FiniteFloatRange(**bounds)
         return FieldSpec(
             name, ptype, default, help_text, nullable=nullable, metavar="FLOAT|none" if nullable else "FLOAT"
         )
@@ -283,13 +295,22 @@ def describe_validation_error(exc: ValidationError, *, as_flags: bool = True) ->
 
 def set_option(options: GenerationOptions, key: str, raw: str) -> GenerationOptions:
     """``/set KEY VALUE``: a validated copy of ``options``; raises ``ValueError`` with a one-line message."""
-    name = normalize_key(key)
-    if name not in field_specs():
-        raise ValueError(f"unknown option {key!r}; choose from: {', '.join(field_specs())}")
+    return set_options(options, [(key, raw)])
+
+
+def set_options(options: GenerationOptions, pairs: list[tuple[str, str]]) -> GenerationOptions:
+    """``/set K1 V1 K2 V2 ...``: all pairs applied together and validated as a whole (nothing is
+    applied when any is invalid); raises ``ValueError`` with a one-line message."""
+    values: dict[str, Any] = {}
+    for key, raw in pairs:
+        name = normalize_key(key)
+        if name not in field_specs():
+            raise ValueError(f"unknown option {key!r}; choose from: {', '.join(field_specs())}")
+        try:
+            values[name] = convert_value(name, raw)
+        except click.BadParameter as exc:
+            raise ValueError(f"{name}: {exc.message}") from exc
     try:
-        value = convert_value(name, raw)
-        return options.with_overrides(**{name: value})
-    except click.BadParameter as exc:
-        raise ValueError(f"{name}: {exc.message}") from exc
+        return options.with_overrides(**values)
     except ValidationError as exc:
         raise ValueError(describe_validation_error(exc, as_flags=False)) from exc

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from llada_cli.common import emit_json, result_dict
-from llada_cli.genopts import normalize_key, set_option
+from llada_cli.genopts import normalize_key, set_options
 from llada_cli.messages import load_messages, save_messages
 from llada_cli.view import present
 
@@ -16,7 +16,8 @@ PROMPT = ">>> "
 MORE = "... "
 FENCE = '"""'
 HELP = f"""\
-/set KEY VALUE   set a generation option, e.g. /set max_tokens 64 (/set alone lists them)
+/set KEY VALUE   set generation options, several at once: /set max_tokens 12 block_length 4
+                 (applied together or not at all; /set stop none clears; /set alone lists them)
 /system TEXT     set the system prompt, keeping the conversation (/system alone shows it)
 /reset           forget the conversation (the system prompt stays)
 /save FILE       write the conversation as JSON
@@ -180,14 +181,24 @@ class ChatRepl:
             for key, value in self.session.options.model_dump().items():
                 click.echo(f"{key} = {value!r}")
             return
-        key, _, raw = arg.partition(" ")
-        if not raw.strip():
-            self.fail("usage: /set KEY VALUE")
-            return
+        import shlex
+
         try:
-            self.session.options = set_option(self.session.options, key, raw.strip())
+            words = shlex.split(arg)
         except ValueError as exc:
-            self.fail(str(exc))
+            self.fail(f"usage: /set KEY VALUE [KEY VALUE ...] ({exc})")
             return
-        name = normalize_key(key)
-        self.say(f"{name} = {getattr(self.session.options, name)!r}")
+        if len(words) % 2:
+            if len(words) == 1:
+                self.fail("usage: /set KEY VALUE [KEY VALUE ...]")
+                return
+            words = [words[0], " ".join(words[1:])]  # /set stop some text with spaces
+        pairs = list(zip(words[::2], words[1::2]))
+        try:
+            self.session.options = set_options(self.session.options, pairs)
+        except ValueError as exc:
+            self.fail(f"{exc}; nothing was changed")
+            return
+        for key, _ in pairs:
+            name = normalize_key(key)
+            self.say(f"{name} = {getattr(self.session.options, name)!r}")

@@ -34,7 +34,8 @@ def info(model: str | None, device: str | None, dtype: str, as_json: bool) -> No
         ("model", facts["model"]),
         ("source", facts["source"]),
         ("parameters", f"{facts['parameters']:,} ({facts['parameters'] / 1e6:.2f} M)"),
-        ("dtype", facts["dtype"]),
+        ("backend", facts["backend"]["backend"] + _providers(facts["backend"])),
+        ("dtype", str(facts["dtype"]) + (f" ({facts['dtype_note']})" if facts.get("dtype_note") else "")),
         ("device", facts["device"]),
         (
             "layers",
@@ -43,6 +44,11 @@ def info(model: str | None, device: str | None, dtype: str, as_json: bool) -> No
         ),
         ("vocabulary", f"{cfg['vocab_size']} (embedding rows {cfg['embedding_size']})"),
         ("max length", f"{cfg['max_sequence_length']} (rope theta {cfg['rope_theta']:g})"),
+        *(
+            [("trained on", f"rows of {facts['trained_window']} tokens (longer canvases lose quality)")]
+            if facts["trained_window"]
+            else []
+        ),
         ("special ids", special),
         ("tokenizer", "yes" + (", chat template" if facts["chat_template"] else "") if facts["tokenizer"] else "no"),
     ]
@@ -56,12 +62,16 @@ def describe(llm: Any, name: str) -> dict[str, Any]:
     config = {k: v for k, v in asdict(llm.config).items() if k != "extra"}
     c = llm.config
     tok = llm.tokenizer
+    backend = llm.backend.info()
     return {
         "model": name,
         "source": llm.source.describe() if llm.source else None,
         "parameters": c.num_parameters(),
-        "dtype": str(llm.model.dtype).removeprefix("torch."),
-        "device": str(llm.device),
+        "backend": backend,
+        "dtype": backend.get("dtype"),
+        "dtype_note": backend.get("dtype_note"),
+        "device": str(backend.get("device", llm.device)),
+        "trained_window": c.trained_window,
         "special_ids": {
             "mask": c.mask_token_id,
             "eos": c.eos_token_id,
@@ -73,3 +83,8 @@ def describe(llm: Any, name: str) -> dict[str, Any]:
         "chat_template": bool(tok is not None and tok.chat_template),
         "config": config,
     }
+
+
+def _providers(backend: dict[str, Any]) -> str:
+    providers = backend.get("providers")
+    return f" ({', '.join(map(str, providers))})" if providers else ""
