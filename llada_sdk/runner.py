@@ -8,6 +8,7 @@ has ended, and yields one ``ResultEvent``. ``drain`` is the non-streaming call.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,13 @@ def check_length(backend: Backend, length: int, what: str) -> None:
         raise ValueError(
             f"{what}: the canvas would be {length} tokens, over this model's context window of {limit} "
             "(`max_sequence_length` in config.json); shorten the prompt or lower `max_tokens` / the span lengths"
+        )
+    trained = backend.config.trained_window
+    if trained is not None and length > trained:
+        warnings.warn(
+            f"{what}: the canvas is {length} tokens, longer than the {trained}-token rows this model was trained on "
+            "(`trained_sequence_length` in config.json); expect lower quality",
+            stacklevel=3,
         )
 
 

@@ -56,8 +56,9 @@ class ChatSession:
 
     def _fit(self, text: str, max_tokens: int) -> list[int]:
         """The next prompt, dropping the oldest user/assistant messages (the system prompt stays)
-        while prompt + ``max_tokens`` would not fit the model's window; they go to ``dropped``."""
-        limit = self.llm.config.max_sequence_length
+        while prompt + ``max_tokens`` would not fit the model's window (``config.context_window``: the
+        trained window of the model card, else ``max_sequence_length``); they go to ``dropped``."""
+        limit = self.llm.config.context_window
         prompt = self.prompt_ids(text)
         while len(prompt) + max_tokens > limit:
             oldest = next((i for i, m in enumerate(self.messages) if m.get("role") != "system"), None)
