@@ -84,3 +84,22 @@ def test_a_wrong_comment_is_caught() -> None:
             assert buffers[-1].getvalue().rstrip("\n") == expected_output(comment)[0]
 
         exec(compile(block, "<test>", "exec"), {"__check": check, "__out": out})
+
+
+def test_the_options_table_shows_the_real_defaults() -> None:
+    from llada_sdk.options import GenerationOptions
+
+    rows = re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \| ([^|]+) \| .* \|$", README.read_text(), flags=re.M)
+    shown = {}
+    for a, b, default in rows:
+        if a in GenerationOptions.model_fields:
+            shown[a] = default.strip()
+            if b:
+                shown[b] = default.strip()
+    assert set(shown) == set(GenerationOptions.model_fields)
+    for name, text in shown.items():
+        value = GenerationOptions.model_fields[name].get_default(call_default_factory=True)
+        if name == "steps":
+            assert value is None and text == "= `max_tokens`"
+        else:
+            assert text.strip("`") == str(value), (name, text, value)
