@@ -11,6 +11,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llada_sdk.policies import answer_ended, cut_at_end
+
 _SPAN = re.compile(r"\\\[MASK(?::[^\]]*)?\]|\[MASK(?::([^\]]*))?\]")
 
 
@@ -111,8 +113,7 @@ def next_turn_ids(
         kept = [t for t in [*history, *answer] if t != eos_id]
     else:
         ends = {eos_id} if eot_id is None else {eos_id, eot_id}
-        cut = next((i for i, t in enumerate(answer) if t in ends), len(answer))
-        kept = [*history, *answer[:cut]] + ([eot_id] if eot_id is not None else [])
+        kept = [*history, *cut_at_end(list(answer), ends)] + ([eot_id] if eot_id is not None else [])
     return kept + list(new_turn[1:])
 
 
@@ -127,20 +128,18 @@ class AnswerReader:
     def prefix(self, seg: list[int]) -> tuple[str, bool, int]:
         """``(text, stopped, tokens)``: the text before the first end token or stop sequence, whether a
         stop sequence cut it, and how many tokens it came from."""
-        cut = next((i for i, t in enumerate(seg) if t in self.ends), len(seg))
-        text = self.decode(seg[:cut])
+        kept = cut_at_end(seg, self.ends)
+        text = self.decode(kept)
         hits = [text.index(s) for s in self.stops if s in text]
-        return (text[: min(hits)], True, cut) if hits else (text, False, cut)
+        return (text[: min(hits)], True, len(kept)) if hits else (text, False, len(kept))
 
     def finished(self, seg: list[int], mask_id: int) -> bool:
         """Whether an answer whose canvas so far is ``seg`` can no longer change its text: an end
         token before any mask, or (no mask left) a stop sequence in its text."""
-        for t in seg:
-            if t == mask_id:
-                return False
-            if t in self.ends:
-                return True
-        return self.prefix(seg)[1]
+        ended = answer_ended(seg, self.ends, mask_id)
+        if ended is None:  # a mask before any end token: the text can still change
+            return False
+        return ended or self.prefix(seg)[1]
 
     def read(self, seg: list[int]) -> tuple[str, str, int]:
         """``(text, finish_reason, tokens)`` of a finished answer ``seg``."""

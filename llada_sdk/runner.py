@@ -7,8 +7,8 @@ has ended, and yields one ``ResultEvent``. ``drain`` is the non-streaming call.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
 import warnings
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
 
