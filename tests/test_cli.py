@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from llada_cli.main import cli
 
+from llada_cli.main import cli
 from llada_sdk import GenerationOptions
 from llada_sdk.loading import BUNDLED_DIR
 
@@ -118,6 +118,7 @@ def test_help_lists_every_command() -> None:
 
 def test_generation_flags_are_derived_from_the_options_model() -> None:
     import click
+
     from llada_cli.genopts import GenerationOption
 
     command = cli.commands["infill"]
@@ -611,7 +612,6 @@ def test_debug_shows_the_traceback(no_tokenizer_model: Path) -> None:
 
 def test_canvas_view_marks_masks_and_highlights_the_latest_step() -> None:
     from llada_cli.view import FRESH_STYLE, MASK, MASK_STYLE, CanvasView
-
     from llada_sdk import CanvasEvent
     from llada_sdk.engine import StepEvent
 
@@ -631,9 +631,9 @@ def test_canvas_view_marks_masks_and_highlights_the_latest_step() -> None:
 
 
 def test_live_view_on_a_terminal_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llada_cli import view as view_module
     from rich.console import Console
 
+    from llada_cli import view as view_module
     from llada_sdk import LLaDA
 
     monkeypatch.setattr(view_module, "REFRESH_S", 0.0)
