@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from llada_sdk import infill as _infill
 from llada_sdk import scoring as _scoring
-from llada_sdk.backend import Backend, plugins
-from llada_sdk.canvas import AnswerReader, Span, answer_rows, next_turn_ids, parse_masked_text
+from llada_sdk.backend import Backend
+from llada_sdk.canvas import AnswerReader, Span, next_turn_ids, parse_masked_text
+from llada_sdk.engine import DecodeConfig
 from llada_sdk.engine import generate as _generate
-from llada_sdk.engine import reference_blocks
 from llada_sdk.errors import TokenizerError
 from llada_sdk.options import GenerationOptions, ScoreOptions
 from llada_sdk.results import BlockEvent, CanvasEvent, Choice, Event, ResultEvent, StepEvent, TextEvent, TextResult
-from llada_sdk.runner import CanvasJob, drain, stream_canvas
+from llada_sdk.runner import answer_job, drain, stream_canvas
 from llada_sdk.session import ChatSession
 from llada_sdk.validate import as_batch, as_id_rows, check_messages, check_text, is_batch, positive_length
 
@@ -97,33 +97,12 @@ class LLaDA:
         Raises:
             ModelNotFoundError, CheckpointError, ConfigError: naming the file, tensor or key at fault.
         """
-        from llada_sdk.loading import override_ids, read_checkpoint, resolve
+        from llada_sdk.loading import load_backend, resolve
 
-        if not isinstance(backend, str):
-            raise TypeError(f"`backend` must be a string ('auto', 'torch' or a plugin name), got {backend!r}")
         source = resolve(path_or_repo_id, revision)
-        folder = source.path
-        found = plugins()
-        chosen = backend
-        if backend == "auto":
-            chosen = next((name for name, p in found.items() if p.detect(folder)), "torch")
-        if chosen != "torch":
-            if chosen not in found:
-                known = ", ".join(["'auto'", "'torch'", *(repr(n) for n in found)])
-                hint = " (pip install 'llada-sdk[onnx]')" if chosen == "onnx" else ""
-                raise ValueError(f"`backend` must be one of {known}, got {backend!r}{hint}")
-            loaded, tokenizer = found[chosen].load(folder, device=device, dtype=dtype, **backend_options)
-            override_ids(loaded.config, mask_token_id, eos_token_id, eot_token_id)
-            return cls(loaded, tokenizer, source, options)
-        if backend_options:
-            raise TypeError(f"unexpected keyword arguments for the torch backend: {sorted(backend_options)}")
-        config, tokenizer = read_checkpoint(folder, mask_token_id, eos_token_id, eot_token_id)
-        from llada_sdk import _deps
-
-        _deps.require_torch()
-        from llada_sdk.torch_backend import load_torch_backend
-
-        return cls(load_torch_backend(folder, config, device=device, dtype=dtype), tokenizer, source, options)
+        ids = {"mask_token_id": mask_token_id, "eos_token_id": eos_token_id, "eot_token_id": eot_token_id}
+        loaded, tokenizer = load_backend(source.path, backend, device=device, dtype=dtype, ids=ids, **backend_options)
+        return cls(loaded, tokenizer, source, options)
 
     # -- what the layers above use ----------------------------------------------------------------
 
@@ -185,27 +164,8 @@ class LLaDA:
         """Stream answers to prompts given as token ids (left-padded, ``max_tokens`` masks appended,
         decoded block by block, each answer cut at its first EOS/EOT and at stop sequences)."""
         opts = self.resolve_options(options, overrides)
-        cfg = self.config
-        pad = cfg.pad_token_id if cfg.pad_token_id is not None else cfg.eos_token_id
-        rows, am, P = answer_rows(prompts, opts.max_tokens, pad_id=pad, mask_id=cfg.mask_token_id)
-        blocks, steps = reference_blocks(P, opts.max_tokens, opts.resolved_block_length, opts.resolved_steps)
-        region = (P, P + opts.max_tokens)
         reader = AnswerReader(self.require_tokenizer().decode, self.end_ids, opts.stop)
-
-        def read(ids: list[int]) -> tuple[str, str, int]:
-            return reader.read(ids[region[0] : region[1]])
-
-        job = CanvasJob(
-            rows=rows,
-            region=region,
-            blocks=blocks,
-            steps=steps,
-            read=read,
-            answer=reader,
-            attention_mask=am,
-            prompt_tokens=[len(p) for p in prompts],
-        )
-        return stream_canvas(self.backend, job, opts)
+        return stream_canvas(self.backend, answer_job(self.config, prompts, opts, reader), opts)
 
     # -- reference-compatible generation ------------------------------------------------------------
 
@@ -233,7 +193,7 @@ class LLaDA:
         prompt = self.backend.asarray(as_id_rows(prompt_ids, "prompt_ids"))
         am = None if attention_mask is None else self.backend.asarray(as_id_rows(attention_mask, "attention_mask"))
         return _generate(
-            self.backend.predictor(_decode_for(opts, cfg)),
+            self.backend.predictor(DecodeConfig.for_model(opts, cfg)),
             prompt,
             am,
             opts,
@@ -380,7 +340,7 @@ class LLaDA:
         to the continuation). ``ScoreOptions`` fields (``mc_num``, ``batch_size``, ``cfg_scale``,
         ``seed``) as keywords or ``options``; ``seed=None`` uses the global RNG (the reference's order).
         """
-        return _scoring.score(self, prompt, continuation, _score_options(options, overrides))
+        return _scoring.score(self, prompt, continuation, ScoreOptions.coerce(options).with_overrides(**overrides))
 
     def choose(
         self,
@@ -395,23 +355,5 @@ class LLaDA:
         """Multiple choice: the choice with the highest ``score`` (the same seed for every choice).
         ``normalize`` divides each score by the choice's token count (lm-eval's ``acc_norm`` spirit)."""
         check_text(prompt, "prompt")
-        opts = _score_options(options, overrides)
+        opts = ScoreOptions.coerce(options).with_overrides(**overrides)
         return _scoring.choose(self, prompt, choices, opts, normalize=normalize, progress=progress)
-
-
-def _score_options(options: ScoreOptions | dict[str, Any] | None, overrides: dict[str, Any]) -> ScoreOptions:
-    if options is None:
-        base = ScoreOptions()
-    elif isinstance(options, ScoreOptions):
-        base = options
-    elif isinstance(options, dict):
-        base = ScoreOptions.model_validate(options)
-    else:
-        raise TypeError(f"`options` must be a ScoreOptions or a dict of its fields, got {type(options).__name__}")
-    return base.with_overrides(**overrides)
-
-
-def _decode_for(opts: GenerationOptions, cfg: LLaDAConfig) -> Any:
-    from llada_sdk.engine import DecodeConfig
-
-    return DecodeConfig.from_options(opts, mask_id=cfg.mask_token_id, eos_id=cfg.eos_token_id, eot_id=cfg.eot_token_id)

@@ -22,6 +22,7 @@ from llada_sdk.backend import CachedMaskPredictor, MaskPredictor
 from llada_sdk.results import BlockEvent, DoneEvent, StepEvent
 
 if TYPE_CHECKING:
+    from llada_sdk.config import LLaDAConfig
     from llada_sdk.options import GenerationOptions
 
 __all__ = [
@@ -73,6 +74,13 @@ class DecodeConfig:
             confidence_eos_eot_inf=options.confidence_eos_eot_inf,
             reference_compat=options.reference_compat,
             cache=None if options.cache == "none" else options.cache,
+        )
+
+    @classmethod
+    def for_model(cls, options: GenerationOptions, config: LLaDAConfig) -> DecodeConfig:
+        """``from_options`` with the special ids of ``config``."""
+        return cls.from_options(
+            options, mask_id=config.mask_token_id, eos_id=config.eos_token_id, eot_id=config.eot_token_id
         )
 
     @property

@@ -311,3 +311,35 @@ def override_ids(config: LLaDAConfig, mask: int | None, eos: int | None, eot: in
         config.eos_token_id = eos
     if eot is not None:
         config.eot_token_id = eot
+
+
+def load_backend(
+    folder: Path, backend: str, *, device: Any, dtype: Any, ids: dict[str, int | None], **backend_options: Any
+) -> tuple[Any, Tokenizer | None]:
+    """The backend and tokenizer for ``folder``: ``backend="auto"`` asks each installed backend plugin
+    whether the folder is its format (an exported bundle) and falls back to torch; ``"torch"`` or a
+    plugin's name choose directly. ``ids`` overrides the special ids (``mask_token_id``...)."""
+    from llada_sdk.backend import plugins
+
+    if not isinstance(backend, str):
+        raise TypeError(f"`backend` must be a string ('auto', 'torch' or a plugin name), got {backend!r}")
+    found = plugins()
+    chosen = next((n for n, p in found.items() if p.detect(folder)), "torch") if backend == "auto" else backend
+    if chosen != "torch":
+        if chosen not in found:
+            known = ", ".join(["'auto'", "'torch'", *(repr(n) for n in found)])
+            hint = " (pip install 'llada-sdk[onnx]')" if chosen == "onnx" else ""
+            raise ValueError(f"`backend` must be one of {known}, got {backend!r}{hint}")
+        loaded, tokenizer = found[chosen].load(folder, device=device, dtype=dtype, **backend_options)
+        override_ids(loaded.config, ids.get("mask_token_id"), ids.get("eos_token_id"), ids.get("eot_token_id"))
+        return loaded, tokenizer
+    if backend_options:
+        raise TypeError(f"unexpected keyword arguments for the torch backend: {sorted(backend_options)}")
+    mask, eos, eot = ids.get("mask_token_id"), ids.get("eos_token_id"), ids.get("eot_token_id")
+    config, tokenizer = read_checkpoint(folder, mask, eos, eot)
+    from llada_sdk import _deps
+
+    _deps.require_torch()
+    from llada_sdk.torch_backend import load_torch_backend
+
+    return load_torch_backend(folder, config, device=device, dtype=dtype), tokenizer

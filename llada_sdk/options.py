@@ -176,6 +176,19 @@ class ScoreOptions(BaseModel):
             raise ValueError(f"`batch_size` ({self.batch_size}) must divide `mc_num` ({self.mc_num})")
         return self
 
+    @classmethod
+    def coerce(cls, options: Any, name: str = "options") -> ScoreOptions:
+        """``options`` as given to ``score``/``choose``: None (the defaults), a ``ScoreOptions`` or a dict."""
+        if options is None:
+            return cls()
+        if isinstance(options, ScoreOptions):
+            return options
+        if isinstance(options, dict):
+            return cls.model_validate(options)
+        raise TypeError(
+            f"`{name}` must be a ScoreOptions or a dict of its fields, got {type(options).__name__}: {options!r}"
+        )
+
     def with_overrides(self, **overrides: Any) -> ScoreOptions:
         """A validated copy with ``overrides`` applied (unknown keys are rejected by name)."""
         if not overrides:

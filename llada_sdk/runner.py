@@ -8,16 +8,19 @@ has ended, and yields one ``ResultEvent``. ``drain`` is the non-streaming call.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llada_sdk.arrays import Array
 from llada_sdk.backend import Backend
-from llada_sdk.canvas import AnswerReader
-from llada_sdk.engine import BlockEvent, DecodeConfig, DoneEvent, LogitsProcessor, denoise
+from llada_sdk.canvas import AnswerReader, answer_rows
+from llada_sdk.engine import BlockEvent, DecodeConfig, DoneEvent, LogitsProcessor, denoise, reference_blocks
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import CanvasEvent, Event, ResultEvent, TextEvent, TextResult
+
+if TYPE_CHECKING:
+    from llada_sdk.config import LLaDAConfig
 
 
 @dataclass
@@ -93,10 +96,7 @@ def stream_canvas(backend: Backend, job: CanvasJob, options: GenerationOptions) 
     The canvas length and the options are checked here, before the first event is asked for."""
     cfg = backend.config
     check_length(backend, len(job.rows[0]), "this call")
-    decode = DecodeConfig.from_options(
-        options, mask_id=cfg.mask_token_id, eos_id=cfg.eos_token_id, eot_id=cfg.eot_token_id
-    )
-    return _stream(backend, job, options, decode)
+    return _stream(backend, job, options, DecodeConfig.for_model(options, cfg))
 
 
 def _stream(backend: Backend, job: CanvasJob, options: GenerationOptions, decode: DecodeConfig) -> Iterator[Event]:
@@ -171,6 +171,31 @@ def _stream(backend: Backend, job: CanvasJob, options: GenerationOptions, decode
     yield ResultEvent(results)
 
 
+def answer_job(
+    config: LLaDAConfig, prompts: Sequence[Sequence[int]], options: GenerationOptions, reader: AnswerReader
+) -> CanvasJob:
+    """Answers to ``prompts`` (token ids): left-padded, ``max_tokens`` masks appended, decoded block by
+    block, each answer read up to its first EOS/EOT and cut at stop sequences."""
+    pad = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+    rows, am, P = answer_rows(prompts, options.max_tokens, pad_id=pad, mask_id=config.mask_token_id)
+    blocks, steps = reference_blocks(P, options.max_tokens, options.resolved_block_length, options.resolved_steps)
+    region = (P, P + options.max_tokens)
+
+    def read(ids: list[int]) -> tuple[str, str, int]:
+        return reader.read(ids[region[0] : region[1]])
+
+    return CanvasJob(
+        rows=rows,
+        region=region,
+        blocks=blocks,
+        steps=steps,
+        read=read,
+        answer=reader,
+        attention_mask=am,
+        prompt_tokens=[len(p) for p in prompts],
+    )
+
+
 def drain(events: Iterator[Any]) -> list[TextResult]:
     """The results of a stream (the non-streaming call)."""
     for ev in events:
@@ -188,4 +213,4 @@ def with_result(events: Iterator[Event], edit: Callable[[TextResult], None]) -> 
         yield ev
 
 
-__all__ = ["CanvasJob", "check_length", "drain", "stream_canvas", "with_result"]
+__all__ = ["CanvasJob", "answer_job", "check_length", "drain", "stream_canvas", "with_result"]

@@ -34,10 +34,10 @@ def test_missing_torch_gives_the_pip_command() -> None:
 
 def test_distribution_installs_only_prefixed_packages() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = meta["tool"]["setuptools"]["packages"]
-    assert {p.split(".")[0] for p in packages} == {"llada_sdk", "llada_export", "langchain_llada", "llada_cli"}
-    for name, folder in meta["tool"]["setuptools"]["package-dir"].items():
-        assert (ROOT / folder / "__init__.py").is_file() and folder.endswith(name)
+    find = meta["tool"]["setuptools"]["packages"]["find"]
+    assert {p.rstrip("*") for p in find["include"]} == {"llada_sdk", "llada_export", "langchain_llada", "llada_cli"}
+    for root, name in zip(find["where"], ["llada_sdk", "llada_export", "langchain_llada", "llada_cli"]):
+        assert (ROOT / root / name / "__init__.py").is_file()
     base = meta["project"]["dependencies"]
     assert not any(d.startswith("torch") for d in base)  # the edge runtime must install without torch
     extras = meta["project"]["optional-dependencies"]
