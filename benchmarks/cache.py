@@ -17,6 +17,7 @@ import torch
 from medium import MEDIUM
 
 from llada_sdk.engine import DecodeConfig, DoneEvent, denoise, reference_blocks
+from llada_sdk.options import GenerationOptions
 from llada_sdk.model import LLaDAModel
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     for cache in (None, "prefix", "dual"):
         x = torch.cat([prompt, torch.full((1, args.gen), cfg.mask_token_id)], dim=1)
         t = time.perf_counter()
-        events = list(denoise(model, x, blocks, steps, DecodeConfig(mask_id=cfg.mask_token_id, cache=cache)))
+        events = list(denoise(model, x, blocks, steps, DecodeConfig.from_options(GenerationOptions(cache=cache or 'none'), mask_id=cfg.mask_token_id)))
         seconds = time.perf_counter() - t
         done = events[-1]
         assert isinstance(done, DoneEvent) and not (x == cfg.mask_token_id).any()

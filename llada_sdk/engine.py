@@ -50,6 +50,7 @@ class DecodeConfig:
     cfg_scale: float
     remasking: str
     threshold: float | None
+    factor: float | None
     logits_eos_inf: bool
     confidence_eos_eot_inf: bool
     reference_compat: bool
@@ -70,6 +71,7 @@ class DecodeConfig:
             cfg_scale=options.cfg_scale,
             remasking=options.remasking,
             threshold=options.threshold,
+            factor=options.factor,
             logits_eos_inf=options.logits_eos_inf,
             confidence_eos_eot_inf=options.confidence_eos_eot_inf,
             reference_compat=options.reference_compat,
@@ -151,8 +153,10 @@ def _commit(
         chosen = policies.select_top_k(conf, k)
     elif cfg.threshold is not None:
         chosen = policies.select_threshold(conf, eligible, cfg.threshold)
+    elif cfg.factor is not None:
+        chosen = policies.select_factor(conf, eligible, cfg.factor)
     else:  # pragma: no cover - denoise always passes one of them
-        raise ValueError("a step needs a budget `k` or a `threshold`")
+        raise ValueError("a step needs a budget `k`, a `threshold` or a `factor`")
     seg[chosen] = x0[chosen]
     return chosen
 
@@ -178,9 +182,9 @@ def denoise(
         blocks: canvas ranges ``(start, end)`` in decoding order. A step may commit any masked
             position left of the current block's end (masks inside the prompt compete in every
             block, as in the reference); the step budget comes from the block's own masks.
-        steps_per_block: steps for each block. With ``cfg.threshold`` set it is ignored: a block
-            runs until its masks are gone, committing every position whose confidence reaches the
-            threshold (at least one per step).
+        steps_per_block: steps for each block. With ``cfg.threshold`` or ``cfg.factor`` set it is
+            ignored: a block runs until its masks are gone, committing per step what the parallel
+            rule allows (at least one position).
         cfg: the resolved settings.
         attention_mask: ``[B, L]`` key-padding mask (1 = real token) or None.
         generator: RNG for Gumbel noise and random remasking (a ``torch.Generator`` for torch arrays,
@@ -207,7 +211,8 @@ def denoise(
     prompt_index = x != cfg.mask_id
     nfe = 0
     for b, ((start, end), steps) in enumerate(zip(blocks, steps_per_block)):
-        budget = policies.num_transfer_tokens(x[:, start:end] == cfg.mask_id, steps) if cfg.threshold is None else None
+        parallel = cfg.threshold is not None or cfg.factor is not None
+        budget = None if parallel else policies.num_transfer_tokens(x[:, start:end] == cfg.mask_id, steps)
         past = None
         step = 0
         while True:
@@ -244,17 +249,13 @@ def denoise(
                     out = logits_processor(out, seg_start)
                 chosen = _commit(x, seg_start, out, end, k, cfg, generator)
             nfe += 1
-            filled = [
-                [(seg_start + p, int(x[row, seg_start + p])) for p in xp.nonzero(chosen[row])]
-                for row in range(x.shape[0])
-            ]
-            yield StepEvent(block=b, step=step, filled=filled, forward_passes=nfe)
+            yield StepEvent(block=b, step=step, forward_passes=nfe, chosen=chosen, canvas=x, start=seg_start)
             step += 1
         yield BlockEvent(block=b, start=start, end=end, forward_passes=nfe)
         if stop_check is not None and b + 1 < len(blocks) and stop_check(x, b):
             remaining = x == cfg.mask_id
             x[remaining] = cfg.eos_id if cfg.eos_id is not None else cfg.mask_id
-            saved = sum(steps_per_block[b + 1 :]) if cfg.threshold is None else 0
+            saved = 0 if parallel else sum(steps_per_block[b + 1 :])
             yield DoneEvent(forward_passes=nfe, forward_passes_saved=saved, stopped_early=True)
             return
     yield DoneEvent(forward_passes=nfe)

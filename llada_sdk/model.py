@@ -79,8 +79,8 @@ class LLaDABlock(nn.Module):
         start: int = 0,
     ) -> tuple[torch.Tensor, KV]:
         """``x``: the hidden states of positions ``start .. start+L-1``. With ``kv`` (this layer's
-        full-length keys/values after RoPE), attention sees ``kv`` with those positions replaced by
-        this segment's own keys/values. Returns the new hidden states and the keys/values used."""
+        full-length keys/values after RoPE), this segment's own keys/values are written into ``kv`` in
+        place and attention sees the whole of it. Returns the new hidden states and the keys/values used."""
         B, L, _ = x.shape
         h = self.attn_norm(x)
         q = self.q_proj(h).view(B, L, self.n_heads, self.head_dim).transpose(1, 2)
@@ -88,9 +88,11 @@ class LLaDABlock(nn.Module):
         v = self.v_proj(h).view(B, L, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv is not None:
-            end = start + L
-            k = torch.cat([kv[0][:, :, :start], k, kv[0][:, :, end:]], dim=2)
-            v = torch.cat([kv[1][:, :, :start], v, kv[1][:, :, end:]], dim=2)
+            # write this segment's keys/values into the cache in place (the segment is the same for
+            # every step of a block, so nothing else changes): no per-step concatenation
+            kv[0][:, :, start : start + L] = k
+            kv[1][:, :, start : start + L] = v
+            k, v = kv
         used = (k, v)
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads

@@ -57,6 +57,14 @@ class GenerationOptions(BaseModel):
         allow_inf_nan=False,
         description="Parallel decoding: commit every position whose confidence reaches this value (at least one per step); `steps` is then ignored.",
     )
+    factor: float | None = Field(
+        None,
+        gt=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="Parallel decoding, Fast-dLLM's factor rule: commit the n most confident masked positions "
+        "while (n + 1) * (1 - confidence of the n-th) < factor (at least one per step); `steps` is then ignored.",
+    )
     cache: Literal["none", "prefix", "dual"] = Field(
         "none",
         description="Fast-dLLM approximate KV cache: 'prefix' reuses the keys/values left of the block, 'dual' also "
@@ -95,6 +103,10 @@ class GenerationOptions(BaseModel):
                 f"`cache` does not support classifier-free guidance: set `cfg_scale` to 0 (got {self.cfg_scale}) "
                 f"or `cache` to 'none' (got {self.cache!r})"
             )
+        if self.threshold is not None and self.factor is not None:
+            raise ValueError(
+                f"`threshold` ({self.threshold}) and `factor` ({self.factor}) are two parallel-decoding rules: set one"
+            )
         if self.steps is not None and self.steps > self.max_tokens:
             raise ValueError(
                 f"`steps` ({self.steps}) must be at most `max_tokens` ({self.max_tokens}): every step commits a token"
@@ -104,7 +116,7 @@ class GenerationOptions(BaseModel):
             raise ValueError(f"`stop` sequences must not be empty (item {empty[0]} is ''); use [] for no stop sequence")
         steps = self.steps or self.max_tokens
         blocks = self.max_tokens // block
-        if self.threshold is None and steps % blocks:
+        if self.threshold is None and self.factor is None and steps % blocks:
             raise ValueError(
                 f"`steps` ({steps}) must be divisible by the number of blocks "
                 f"(`max_tokens` / `block_length` = {blocks})"

@@ -144,6 +144,25 @@ def select_threshold(confidence: Array, masked: Array, threshold: float) -> Arra
     return chosen
 
 
+def select_factor(confidence: Array, masked: Array, factor: float) -> Array:
+    """Bool ``[B, L]``: Fast-dLLM's factor rule. Per row, with the masked confidences sorted
+    descending ``c_1 >= c_2 >= ...``, commit the top ``n`` where ``n`` is the longest prefix with
+    ``(i + 1) * (1 - c_i) < factor`` for every ``i <= n`` -- and at least one position.
+
+    The bound shrinks the allowed error as more tokens are committed together (Fast-dLLM, Wu et al.
+    2025, §3.3): confident positions are written in parallel, uncertain ones one at a time.
+    """
+    xp = ops_for(confidence)
+    rows = []
+    for row in range(confidence.shape[0]):
+        values = sorted((float(c) for c, m in zip(confidence[row].tolist(), masked[row].tolist()) if m), reverse=True)
+        n = 1
+        while n < len(values) and (n + 2) * (1 - values[n]) < factor:
+            n += 1
+        rows.append(xp.topk_mask(confidence[row], n if values else 0)[None, :])
+    return xp.concat(rows, 0)
+
+
 def classifier_free_guidance(cond: Array, uncond: Array, scale: float) -> Array:
     """``uncond + (scale + 1) * (cond - uncond)`` (the reference's unsupervised CFG)."""
     return uncond + (scale + 1) * (cond - uncond)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = [
     "BlockEvent",
@@ -18,14 +18,43 @@ __all__ = [
 ]
 
 
-@dataclass
 class StepEvent:
-    """One denoising step. ``filled[row]`` lists ``(position, token)`` committed in this step."""
+    """One denoising step. ``filled[row]`` lists ``(position, token)`` committed in this step.
 
-    block: int
-    step: int
-    filled: list[list[tuple[int, int]]]
-    forward_passes: int
+    The engine hands over the step's commit mask and the canvas; ``filled`` is read from them the
+    first time it is asked for (committed tokens never change), so a consumer that does not look
+    costs the loop nothing. ``StepEvent(block, step, filled, forward_passes)`` also works.
+    """
+
+    __slots__ = ("_canvas", "_chosen", "_filled", "_start", "block", "forward_passes", "step")
+
+    def __init__(
+        self,
+        block: int,
+        step: int,
+        filled: list[list[tuple[int, int]]] | None = None,
+        forward_passes: int = 0,
+        *,
+        chosen: Any = None,
+        canvas: Any = None,
+        start: int = 0,
+    ) -> None:
+        self.block, self.step, self.forward_passes = block, step, forward_passes
+        self._filled, self._chosen, self._canvas, self._start = filled, chosen, canvas, start
+
+    @property
+    def filled(self) -> list[list[tuple[int, int]]]:
+        if self._filled is None:
+            rows = self._chosen.tolist()
+            seg = self._canvas[:, self._start : self._start + len(rows[0])].tolist() if rows else []
+            self._filled = [
+                [(self._start + j, seg[r][j]) for j, hit in enumerate(row) if hit] for r, row in enumerate(rows)
+            ]
+            self._chosen = self._canvas = None
+        return self._filled
+
+    def __repr__(self) -> str:
+        return f"StepEvent(block={self.block}, step={self.step}, forward_passes={self.forward_passes})"
 
 
 @dataclass

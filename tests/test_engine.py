@@ -49,6 +49,30 @@ def test_select_top_k_and_threshold_by_hand() -> None:
     assert chosen.tolist() == [[False, True, False, False], [True, False, False, False]]  # best one at least
 
 
+def test_factor_rule_by_hand() -> None:
+    # sorted masked confidences 0.99, 0.9, 0.8, 0.3: (i + 1) * (1 - c_i) = 0.02, 0.3, 0.8, 3.5
+    conf = torch.tensor([[0.8, 0.99, 0.3, 0.9, -torch.inf], [0.1, 0.2, 0.3, 0.4, 0.5]])
+    masked = torch.tensor([[True, True, True, True, False], [True] * 5])
+    chosen = policies.select_factor(torch.where(masked, conf, -torch.inf), masked, 1.0)
+    assert chosen.tolist() == [[True, True, False, True, False], [False, False, False, False, True]]
+    assert policies.select_factor(conf[:1], masked[:1], 0.5).sum().item() == 2  # 0.02, 0.3 < 0.5 <= 0.8
+    assert policies.select_factor(conf[:1], masked[:1], 5.0).sum().item() == 4
+    # the numpy path picks the same positions
+    np_chosen = policies.select_factor(conf.numpy(), masked.numpy(), 1.0)
+    assert np_chosen.tolist() == chosen.tolist()
+
+
+def test_parallel_rules_decode_the_bundled_answer_in_fewer_passes(bundled: Any) -> None:
+    msgs = [{"role": "user", "content": "Where does Zapur live?"}]
+    one = bundled.chat(msgs, max_tokens=32, block_length=32, early_stop=False)
+    for rule in ({"threshold": 0.9}, {"factor": 1.0}):
+        fast = bundled.chat(msgs, max_tokens=32, block_length=32, **rule)
+        assert fast.text == one.text == "Zapur lives in Duskmere."
+        assert fast.forward_passes * 3 <= one.forward_passes, (rule, fast.forward_passes)
+    with pytest.raises(ValueError, match="two parallel-decoding rules"):
+        bundled.chat(msgs, threshold=0.9, factor=1.0)
+
+
 def test_classifier_free_guidance_formula() -> None:
     cond, un = torch.tensor([2.0]), torch.tensor([1.0])
     assert policies.classifier_free_guidance(cond, un, 1.5).item() == 1.0 + 2.5 * 1.0

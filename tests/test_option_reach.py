@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+
 from llada_cli.commands.generate import NOT_USED
 from llada_cli.main import cli
-
 from llada_sdk import engine, scoring
 from llada_sdk.options import GenerationOptions, ScoreOptions
 
@@ -21,6 +21,7 @@ NON_DEFAULT: dict[str, tuple[list[str], Any]] = {
     "cfg_scale": (["--cfg-scale", "0.5"], 0.5),
     "remasking": (["--remasking", "random"], "random"),
     "threshold": (["--threshold", "0.9"], 0.9),
+    "factor": (["--factor", "1.5"], 1.5),
     "cache": (["--cache", "prefix"], "prefix"),
     "logits_eos_inf": (["--logits-eos-inf"], True),
     "confidence_eos_eot_inf": (["--confidence-eos-eot-inf"], True),
