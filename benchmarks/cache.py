@@ -17,8 +17,8 @@ import torch
 from medium import MEDIUM
 
 from llada_sdk.engine import DecodeConfig, DoneEvent, denoise, reference_blocks
-from llada_sdk.options import GenerationOptions
 from llada_sdk.model import LLaDAModel
+from llada_sdk.options import GenerationOptions
 
 
 def main() -> None:
