@@ -154,6 +154,7 @@ def choose_lengths(
                 asarray=backend.asarray,
                 mc_num=AUTO_MC,
                 seed=AUTO_SEED,
+                suffix_length=1,  # the closing EOS is context, not scored
             )
             best = max(range(len(scores)), key=lambda i: (scores[i], -i)) + 1
             changed |= best != lengths[k]

@@ -60,24 +60,27 @@ def log_likelihood_bounds(
     mc_num: int = 32,
     seed: int = 0,
     rows_per_call: int = 128,
+    suffix_length: int = 0,
 ) -> list[float]:
     """The estimator's bound for many sequences at once (each ``sequences[i][prompt_length:]`` given
     its first ``prompt_length`` tokens): every sequence gets ``mc_num`` masked copies drawn from numpy's
     RNG with ``seed`` (so a sequence's score does not depend on the others), and the copies of all
-    sequences run together, right-padded with ``pad_id`` behind an attention mask."""
+    sequences run together, right-padded with ``pad_id`` behind an attention mask. The last
+    ``suffix_length`` tokens of each sequence are context, never masked nor scored (an infill canvas's
+    closing EOS: scoring it would favour texts of the length the training rows had)."""
     L = max(len(s) for s in sequences)
     rows: list[list[int]] = []
     originals: list[list[int]] = []
     masks: list[list[bool]] = []
     weights: list[float] = []
     for seq in sequences:
-        T = len(seq) - prompt_length
+        T = len(seq) - prompt_length - suffix_length
         if T <= 0:
-            raise ValueError("every sequence needs at least one token after the prompt")
+            raise ValueError("every sequence needs at least one token between the prompt and the suffix")
         counts, drawn = _draw_masks(NUMPY, T, mc_num, NUMPY.asarray([0]), np.random.default_rng(seed))
         padded = list(seq) + [pad_id] * (L - len(seq))
         for row in range(mc_num):
-            m = [False] * prompt_length + [bool(v) for v in drawn[row]] + [False] * (L - len(seq))
+            m = [False] * prompt_length + [bool(v) for v in drawn[row]] + [False] * (L - len(seq) + suffix_length)
             rows.append([mask_id if f else t for f, t in zip(m, padded)])
             originals.append(padded)
             masks.append(m)
