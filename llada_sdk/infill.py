@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 AUTO_MC = 32  # masked copies per candidate when [MASK:auto] scores a text
 AUTO_SEED = 0  # the masks of that score are drawn from this seed: the choice is deterministic
 AUTO_START = 2  # the length an auto span has while the others are chosen first
-AUTO_ROUNDS = 3  # sweeps over several auto spans, at most
+AUTO_ROUNDS = 3  # sweeps per auto span, at most
 
 Allowed = Sequence[Collection[int] | None]
 
@@ -129,38 +129,40 @@ def choose_lengths(
     Each ``auto`` span starts at ``AUTO_START`` tokens. For one span at a time, every length
     ``1..max_auto`` is decoded (one batch) and the whole resulting text scored by the model's Monte
     Carlo likelihood bound (``AUTO_MC`` masked copies from a fixed seed, all candidates in one batch);
-    the most likely text's length wins (ties: the shorter). With several ``auto`` spans the sweep
-    repeats until no length changes (at most ``AUTO_ROUNDS`` sweeps), so each span is chosen knowing
-    the others' lengths. Texts of different lengths compete on their joint likelihood, so a span
-    padded with an extra clause loses to the text without it.
+    the most likely text's length wins (ties: the shorter). With several ``auto`` spans a span is
+    swept again whenever another one's length changed (at most ``AUTO_ROUNDS`` sweeps per span), so
+    each is chosen knowing the others' lengths. Texts of different lengths compete on their joint
+    likelihood; the canvas's closing EOS is context, not scored (scored, it favoured texts as long as
+    the training rows).
     """
     spans = [p for p in parts if isinstance(p, Span)]
     auto = [k for k, s in enumerate(spans) if s.length is None]
     lengths = [s.length if s.length is not None else min(AUTO_START, max_auto) for s in spans]
     backend = llm.backend
-    for _ in range(AUTO_ROUNDS):
-        changed = False
-        for k in auto:
-            candidates = [[*lengths[:k], n, *lengths[k + 1 :]] for n in range(1, max_auto + 1)]
-            check_length(backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
-            texts = _decode_candidates(llm, parts, candidates, opts, allowed)
-            scores = log_likelihood_bounds(
-                backend.predictor(None),
-                texts,
-                len(llm.bos_ids),
-                mask_id=llm.config.mask_token_id,
-                pad_id=llm.config.eos_token_id,
-                ops=backend.ops,
-                asarray=backend.asarray,
-                mc_num=AUTO_MC,
-                seed=AUTO_SEED,
-                suffix_length=1,  # the closing EOS is context, not scored
-            )
-            best = max(range(len(scores)), key=lambda i: (scores[i], -i)) + 1
-            changed |= best != lengths[k]
+    dirty = list(auto)  # spans to sweep: all at first, then those whose neighbours' lengths changed
+    sweeps = 0
+    while dirty and sweeps < AUTO_ROUNDS * len(auto):
+        k = dirty.pop(0)
+        sweeps += 1
+        candidates = [[*lengths[:k], n, *lengths[k + 1 :]] for n in range(1, max_auto + 1)]
+        check_length(backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
+        texts = _decode_candidates(llm, parts, candidates, opts, allowed)
+        scores = log_likelihood_bounds(
+            backend.predictor(None),
+            texts,
+            len(llm.bos_ids),
+            mask_id=llm.config.mask_token_id,
+            pad_id=llm.config.eos_token_id,
+            ops=backend.ops,
+            asarray=backend.asarray,
+            mc_num=AUTO_MC,
+            seed=AUTO_SEED,
+            suffix_length=1,  # the closing EOS is context, not scored
+        )
+        best = max(range(len(scores)), key=lambda i: (scores[i], -i)) + 1
+        if best != lengths[k]:
             lengths[k] = best
-        if not changed or len(auto) == 1:
-            break
+            dirty += [j for j in auto if j != k and j not in dirty]
     return lengths
 
 
