@@ -121,49 +121,101 @@ def _decode_candidates(
     return [res.ids[: len(ids)] for res, (ids, _) in zip(drain(stream_canvas(llm.backend, job, opts)), built)]
 
 
+def _natural_lengths(
+    llm: LLaDA, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None
+) -> list[int]:
+    """Starting lengths for the search: decode once with every ``auto`` span at ``max_auto`` tokens; a
+    span that the model filled past its natural end has written the text that follows it (" and works
+    as a", "."), so its start is where that text begins. ``AUTO_START`` when it did not."""
+    spans = [p for p in parts if isinstance(p, Span)]
+    lengths = [s.length if s.length is not None else max_auto for s in spans]
+    ids = _decode_candidates(llm, parts, [lengths], opts, allowed)[0]
+    _, placed = _canvas(llm, parts, lengths)
+    tok = llm.require_tokenizer()
+    out = []
+    pieces = [p for p in parts]
+    for k, span in enumerate(spans):
+        if span.length is not None:
+            out.append(span.length)
+            continue
+        following = pieces[pieces.index(span) + 1]
+        cue = following.strip()[:12] if isinstance(following, str) else ""
+        fill = ids[placed[k].start : placed[k].start + max_auto]
+        start = AUTO_START
+        if cue:
+            for n in range(1, max_auto):
+                if tok.decode(fill[n:]).lstrip().startswith(cue):
+                    start = n
+                    break
+        out.append(min(start, max_auto))
+    return out
+
+
+def _sweep(
+    llm: LLaDA,
+    parts: Sequence[str | Span],
+    opts: GenerationOptions,
+    lengths: list[int],
+    k: int,
+    max_auto: int,
+    allowed: Allowed | None,
+) -> tuple[int, float]:
+    """Every length of span ``k`` (the others fixed), decoded and scored in one batch each: returns
+    the most likely text's length (ties: the shorter) and its score."""
+    backend = llm.backend
+    candidates = [[*lengths[:k], n, *lengths[k + 1 :]] for n in range(1, max_auto + 1)]
+    check_length(backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
+    texts = _decode_candidates(llm, parts, candidates, opts, allowed)
+    scores = log_likelihood_bounds(
+        backend.predictor(None),
+        texts,
+        len(llm.bos_ids),
+        mask_id=llm.config.mask_token_id,
+        pad_id=llm.config.eos_token_id,
+        ops=backend.ops,
+        asarray=backend.asarray,
+        mc_num=AUTO_MC,
+        seed=AUTO_SEED,
+        suffix_length=1,  # the closing EOS is context, not scored
+    )
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    return best + 1, scores[best]
+
+
 def choose_lengths(
     llm: LLaDA, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None = None
 ) -> list[int]:
     """Coordinate ascent over the ``auto`` spans (README: "How [MASK:auto] works").
 
-    Each ``auto`` span starts at ``AUTO_START`` tokens. For one span at a time, every length
-    ``1..max_auto`` is decoded (one batch) and the whole resulting text scored by the model's Monte
-    Carlo likelihood bound (``AUTO_MC`` masked copies from a fixed seed, all candidates in one batch);
-    the most likely text's length wins (ties: the shorter). With several ``auto`` spans a span is
-    swept again whenever another one's length changed (at most ``AUTO_ROUNDS`` sweeps per span), so
-    each is chosen knowing the others' lengths. Texts of different lengths compete on their joint
-    likelihood; the canvas's closing EOS is context, not scored (scored, it favoured texts as long as
-    the training rows).
+    Each ``auto`` span starts at its natural length (``_natural_lengths``, else ``AUTO_START``). For
+    one span at a time every length ``1..max_auto`` is decoded and the whole resulting text scored by
+    the model's Monte Carlo likelihood bound (``AUTO_MC`` masked copies from a fixed seed); the most
+    likely text's length wins. A span is swept again whenever another's length changed (at most
+    ``AUTO_ROUNDS`` sweeps per span). With several spans the ascent runs twice, sweeping left to right
+    and right to left, and the more likely result wins: one order can stall where a span holds a
+    wrong length that makes a runaway neighbour look best. Texts of different lengths compete on
+    their joint likelihood; the canvas's closing EOS is context, not scored (scored, it favoured
+    texts as long as the training rows).
     """
     spans = [p for p in parts if isinstance(p, Span)]
     auto = [k for k, s in enumerate(spans) if s.length is None]
-    lengths = [s.length if s.length is not None else min(AUTO_START, max_auto) for s in spans]
-    backend = llm.backend
-    dirty = list(auto)  # spans to sweep: all at first, then those whose neighbours' lengths changed
-    sweeps = 0
-    while dirty and sweeps < AUTO_ROUNDS * len(auto):
-        k = dirty.pop(0)
-        sweeps += 1
-        candidates = [[*lengths[:k], n, *lengths[k + 1 :]] for n in range(1, max_auto + 1)]
-        check_length(backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
-        texts = _decode_candidates(llm, parts, candidates, opts, allowed)
-        scores = log_likelihood_bounds(
-            backend.predictor(None),
-            texts,
-            len(llm.bos_ids),
-            mask_id=llm.config.mask_token_id,
-            pad_id=llm.config.eos_token_id,
-            ops=backend.ops,
-            asarray=backend.asarray,
-            mc_num=AUTO_MC,
-            seed=AUTO_SEED,
-            suffix_length=1,  # the closing EOS is context, not scored
-        )
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i)) + 1
-        if best != lengths[k]:
-            lengths[k] = best
-            dirty += [j for j in auto if j != k and j not in dirty]
-    return lengths
+    start = _natural_lengths(llm, parts, opts, max_auto, allowed)
+    best: tuple[float, list[int]] | None = None
+    for order in [auto, auto[::-1]] if len(auto) > 1 else [auto]:
+        lengths = list(start)
+        dirty = list(order)  # spans to sweep: all at first, then those whose neighbours' lengths changed
+        score = float("-inf")
+        for _ in range(AUTO_ROUNDS * len(auto)):
+            if not dirty:
+                break
+            k = dirty.pop(0)
+            n, score = _sweep(llm, parts, opts, lengths, k, max_auto, allowed)
+            if n != lengths[k]:
+                lengths[k] = n
+                dirty += [j for j in order if j != k and j not in dirty]
+        if best is None or score > best[0]:
+            best = (score, lengths)
+    return best[1] if best is not None else start
 
 
 def stream_infill_parts(
