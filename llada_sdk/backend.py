@@ -60,8 +60,12 @@ class Backend(Protocol):
     config: LLaDAConfig
     ops: ArrayOps
 
-    def predictor(self, decode: DecodeConfig | None = None) -> MaskPredictor:
-        """The predictor for a run with these settings (``None``: plain logits, e.g. for scoring)."""
+    def predictor(self, decode: DecodeConfig | None = None, *, logits: bool = False) -> MaskPredictor:
+        """The predictor for a run with these settings (``None``: plain logits, e.g. for scoring).
+
+        A backend may return a fused predictor when ``decode`` allows it; ``logits=True`` asks for one
+        that returns logits (a caller that edits them, e.g. a logits processor), cached if
+        ``decode.cache`` says so."""
         ...
 
     def asarray(self, data: Any) -> Array:
@@ -94,7 +98,10 @@ def register(plugin: BackendPlugin) -> None:
 def plugins() -> dict[str, BackendPlugin]:
     """Registered backends plus those installed under the ``llada_sdk.backends`` entry-point group."""
     found = dict(_REGISTERED)
-    for ep in metadata.entry_points(group="llada_sdk.backends"):
+    # every installed distribution's entry points, not entry_points()'s one-per-name view: a stale
+    # llada_sdk.egg-info in the working directory would otherwise hide the installed metadata
+    eps = [ep for dist in metadata.distributions() for ep in dist.entry_points if ep.group == "llada_sdk.backends"]
+    for ep in eps:
         if ep.name not in found:
             try:
                 plugin = ep.load()

@@ -108,7 +108,7 @@ def _stream(backend: Backend, job: CanvasJob, options: GenerationOptions, decode
     predictor = backend.predictor(decode)
     if job.allowed:
         processor = _allowed_processor(backend, job.allowed)
-        predictor = backend.predictor(decode if decode.cache else None)
+        predictor = backend.predictor(decode, logits=True)
     yield CanvasEvent(ids=[list(r) for r in job.rows], mask_id=cfg.mask_token_id, region=job.region)
 
     mask_id = cfg.mask_token_id

@@ -27,7 +27,7 @@ class TorchBackend:
         self.ops = torch_ops()
         self.dtype_note = dtype_note
 
-    def predictor(self, decode: DecodeConfig | None = None) -> MaskPredictor:
+    def predictor(self, decode: DecodeConfig | None = None, *, logits: bool = False) -> MaskPredictor:
         """The model itself: it returns logits and has ``forward_cached`` (a ``CachedMaskPredictor``)."""
         return self.model
 

@@ -29,7 +29,7 @@ class NumpyWrapped:
         self.ops = NUMPY
         self.calls = 0
 
-    def predictor(self, decode: Any = None) -> MaskPredictor:
+    def predictor(self, decode: Any = None, *, logits: bool = False) -> MaskPredictor:
         return self
 
     def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray | None = None) -> np.ndarray:
@@ -102,7 +102,7 @@ W = rng.standard_normal((config.embedding_size, config.embedding_size)).astype(n
 class Bigram:
     """Deterministic numpy logits: each position scores the vocabulary from its left neighbour."""
     name, config, ops = "bigram", config, NUMPY
-    def predictor(self, decode=None):
+    def predictor(self, decode=None, logits=False):
         return self
     def __call__(self, ids, attention_mask=None):
         assert isinstance(ids, np.ndarray)

@@ -39,8 +39,35 @@ def _check_model(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
+_BACKEND = "llada.backend"  # ctx.meta: {"backend": ..., "providers": [...]} from --backend / --provider
+
+
+def _store_backend(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta.setdefault(_BACKEND, {})[str(param.name)] = value
+    return value
+
+
 def model_options(f: F) -> F:
-    """``-m/--model`` (env ``LLADA_MODEL``), ``--device`` and ``--dtype``."""
+    """``-m/--model`` (env ``LLADA_MODEL``), ``--device``, ``--dtype``, ``--backend`` and ``--provider``."""
+    f = click.option(
+        "--provider",
+        "providers",
+        multiple=True,
+        metavar="NAME",
+        expose_value=False,
+        callback=_store_backend,
+        help="onnx backend: an execution provider to try, in order (tensorrt, cuda, cpu; repeatable). "
+        "[default: tensorrt, cuda, cpu -- those the onnxruntime build has]",
+    )(f)
+    f = click.option(
+        "--backend",
+        type=click.Choice(["auto", "torch", "onnx"]),
+        default="auto",
+        show_default=True,
+        expose_value=False,
+        callback=_store_backend,
+        help="What runs the model: auto (an exported bundle's onnxruntime, else torch), torch or onnx.",
+    )(f)
     f = click.option(
         "--dtype",
         type=click.Choice(DTYPES),
@@ -142,15 +169,35 @@ def load_model(model: str | None, device: str | None, dtype: str) -> LLaDA:
         from llada_sdk import LLaDA
         from llada_sdk.errors import LLaDAError, ModelNotFoundError
 
+        chosen = click.get_current_context().meta.get(_BACKEND, {})
+        extra: dict[str, Any] = {}
+        if chosen.get("providers"):
+            if chosen.get("backend", "auto") == "torch":
+                raise click.BadParameter("--provider applies to the onnx backend only", param_hint="'--provider'")
+            extra["providers"] = list(chosen["providers"])
         try:
-            return LLaDA.from_pretrained(model, device=device, dtype=None if dtype == "auto" else dtype)
+            return LLaDA.from_pretrained(
+                model,
+                device=device,
+                dtype=None if dtype == "auto" else dtype,
+                backend=chosen.get("backend", "auto"),
+                **extra,
+            )
+        except TypeError as exc:
+            if "providers" in str(exc):
+                raise click.BadParameter(
+                    "--provider applies to an exported ONNX bundle (this model loads with torch)",
+                    param_hint="'--provider'",
+                ) from exc
+            raise
         except ModelNotFoundError as exc:
             raise click.BadParameter(str(exc), param_hint="'-m' / '--model'") from exc
         except LLaDAError:
             raise
         except ValueError as exc:
-            if "`device`" in str(exc):
-                raise click.BadParameter(str(exc), param_hint="'--device'") from exc
+            for name, flag in (("`device`", "'--device'"), ("`backend`", "'--backend'"), ("provider", "'--provider'")):
+                if name in str(exc):
+                    raise click.BadParameter(str(exc), param_hint=flag) from exc
             raise
 
 
@@ -163,6 +210,7 @@ def result_dict(result: TextResult) -> dict[str, Any]:
         "finish_reason": result.finish_reason,
         "forward_passes": result.forward_passes,
         "forward_passes_saved": result.forward_passes_saved,
+        "backend": result.backend,
     }
 
 
