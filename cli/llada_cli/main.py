@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import click
 
+from llada_cli.commands.bench import bench
 from llada_cli.commands.chat import chat
 from llada_cli.commands.complete import complete
+from llada_cli.commands.export import export
 from llada_cli.commands.generate import generate
 from llada_cli.commands.infill import infill
 from llada_cli.commands.info import info
@@ -44,5 +46,5 @@ def cli() -> None:
     """
 
 
-for _command in (infill, complete, chat, generate, score, info, models, train):
+for _command in (infill, complete, chat, generate, score, info, models, train, export, bench):
     cli.add_command(_command)

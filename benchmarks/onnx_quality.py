@@ -1,0 +1,76 @@
+"""Quality of the exported precisions on the bundled model: logit error vs PyTorch float32 (the
+parity figures each export writes into its sidecar) and the bundled eval tasks per precision.
+
+    python benchmarks/onnx_quality.py [--threads 1] [--precisions fp32,int8,fp16] [--workdir DIR]
+
+Prints one markdown table of eval accuracies (torch eager float32 first) and one of logit errors.
+The eval runs on onnxruntime's CPU provider; fp16 on the CPU is for the quality figure only (it is
+meant for GPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import torch
+
+from llada_export import export
+from llada_export.runtime import PLUGIN
+from llada_sdk import LLaDA
+from llada_sdk.backend import register
+from llada_sdk.eval import evaluate
+
+# the text tasks of the README's eval table (the agent/tool tasks need LangChain and are left out)
+TASKS = [
+    "infill_city",
+    "infill_count_heldout",
+    "complete_forward_city",
+    "complete_forward_parent",
+    "reverse_parent",
+    "reverse_parent_auto",
+    "chat_trained",
+    "chat_second_turn",
+    "chat_heldout_people",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--precisions", default="fp32,int8,fp16")
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    register(PLUGIN)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="llada-quality-"))
+    reports = {"torch eager fp32": evaluate(LLaDA.from_pretrained(None, backend="torch", device="cpu"), tasks=TASKS)}
+    parity = {}
+    for precision in args.precisions.split(","):
+        folder = work / f"kb-{precision}"
+        if not (folder / "llada_onnx.json").is_file():
+            export(None, folder, precision=precision, graphs=("logits", "greedy"), threads=args.threads, overwrite=True)
+        llm = LLaDA.from_pretrained(folder, providers="cpu", threads=args.threads)
+        parity[precision] = llm.backend.sidecar.parity
+        reports[f"onnxruntime {precision}"] = evaluate(llm, tasks=TASKS)
+    tasks = list(reports["torch eager fp32"])
+    print(f"threads={args.threads}")
+    print("| task | " + " | ".join(reports) + " |")
+    print("|---|" + "---|" * len(reports))
+    for task in tasks:
+        cells = [f"{100 * r[task]['accuracy']:.1f} %" for r in reports.values()]
+        print(f"| {task} | " + " | ".join(cells) + " |")
+    print()
+    print("| precision | logits max abs diff | logits mean abs diff | argmax agreement | greedy x0 agreement |")
+    print("|---|---|---|---|---|")
+    for precision, figs in parity.items():
+        lg, gr = figs["logits"], figs["greedy"]
+        print(
+            f"| {precision} | {lg.logits_max_abs:.2e} | {lg.logits_mean_abs:.2e} | "
+            f"{100 * (lg.argmax_agreement or 0):.2f} % | {100 * (gr.argmax_agreement or 0):.2f} % |"
+        )
+
+
+if __name__ == "__main__":
+    main()

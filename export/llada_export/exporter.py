@@ -1,0 +1,541 @@
+"""PyTorch -> ONNX: the edge bundle of a LLaDA model (``llada export`` / ``llada_export.export``).
+
+Every graph is exported from the PyTorch model of ``llada_sdk.model`` with ``torch.onnx.export(dynamo=True)``
+and symbolic batch and sequence dimensions (asserted on the saved graph), checked with the ONNX
+checker, and compared with PyTorch at the end of the export (the figures go into the sidecar).
+
+Graphs (``--graphs`` picks groups; each graph file holds its own copy of the weights):
+
+- ``logits``: ``(input_ids, attention_mask) -> logits`` (float32): everything (temperature, CFG, scoring).
+- ``greedy``: the model and the policy's candidate choice traced together -- the same torch function
+  the engine uses to turn logits into ``(x0, confidence)``, with the EOS/EOT rules inside -- so the
+  host loop moves ``[B, L]`` integers and floats, not ``[B, L, V]`` logits.
+- ``cache``: Fast-dLLM's caches: ``cache_open`` (``input_ids -> logits, present_keys, present_values``,
+  keys/values ``[layers, B, kv_heads, L, head_dim]``) and ``cache_step`` (``input_ids`` of canvas
+  positions ``start ..``, ``past_keys``, ``past_values``, ``start -> logits``), both tracing
+  ``LLaDAModel.forward_cached``; ``cache_greedy``: the same with the fused greedy head.
+
+Opset 20 (torch's default): opset 23 would emit the fused ``Attention`` op, but onnxruntime then needs
+the key-padding bias expanded to ``[B, 1, L, L]`` and on the CPU it measured no faster. Precision:
+``fp32``; ``fp16`` (exported from the model cast to float16, RMSNorm and RoPE stay float32 as in
+PyTorch; for GPUs); ``int8`` (onnxruntime's dynamic quantisation of every weight MatMul, for CPUs).
+onnxruntime's own tools are used, not optimum-onnx (it pins transformers < 4.58 and forces the legacy
+TorchScript exporter, which cannot export RMSNorm).
+
+Imports torch (the runtime, ``llada_export.runtime``, does not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llada_export.sidecar import (
+    GRAPH_GROUPS,
+    PRECISIONS,
+    GraphSpec,
+    GreedyPolicy,
+    ParityFigures,
+    Sidecar,
+    SpecialIds,
+    TensorSpec,
+)
+from llada_sdk._deps import require, require_torch
+from llada_sdk.errors import LLaDAError
+
+DEFAULT_OPSET = 20
+DEFAULT_GRAPHS: tuple[str, ...] = ("logits", "greedy", "cache", "cache_greedy")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+_ONNX_TYPES = {1: "float32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+class ExportError(LLaDAError, RuntimeError):
+    """The exporter could not produce a correct bundle (a specialised dimension, a failed check)."""
+
+
+@dataclass
+class ExportResult:
+    """What ``export`` wrote: the bundle folder, its sidecar and the wall time."""
+
+    folder: Path
+    sidecar: Sidecar
+    seconds: float
+
+
+# -- wrappers: what each graph traces --------------------------------------------------------------
+
+
+def candidates(logits: Any, decode: Any) -> tuple[Any, Any]:
+    """The engine's own logits -> ``(x0, confidence)`` rule, ``llada_sdk.policies.candidates`` on torch
+    tensors (the policy code itself, traced -- not a rewrite). ``decode``: a ``DecodeConfig``."""
+    from llada_sdk import policies
+
+    x0, conf = policies.candidates(logits, decode.rules, None)
+    return x0, conf.float()
+
+
+def _wrappers() -> dict[str, type]:
+    torch = require_torch()
+    nn = torch.nn
+
+    class Logits(nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self, model: Any, decode: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return self.model(input_ids, attention_mask).float()
+
+    class Greedy(nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self, model: Any, decode: Any) -> None:
+            super().__init__()
+            self.model, self.decode = model, decode
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            return candidates(self.model(input_ids, attention_mask), self.decode)
+
+    class CacheOpen(nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self, model: Any, decode: Any) -> None:
+            super().__init__()
+            self.model, self.decode = model, decode
+
+        def forward(self, input_ids: Any) -> Any:
+            logits, kv = self.model.forward_cached(input_ids)
+            keys, values = torch.stack([k for k, _ in kv]), torch.stack([v for _, v in kv])
+            if self.decode is None:
+                return logits.float(), keys, values
+            return (*candidates(logits, self.decode), keys, values)
+
+    class CacheStep(nn.Module):  # type: ignore[misc,name-defined]
+        def __init__(self, model: Any, decode: Any) -> None:
+            super().__init__()
+            self.model, self.decode = model, decode
+
+        def forward(self, input_ids: Any, past_keys: Any, past_values: Any, start: Any) -> Any:
+            # `start` is data: tell torch.export the bounds that make the cache slices well formed
+            s = start.item()
+            total, n = past_keys.shape[3], input_ids.shape[1]
+            torch._check(past_values.shape[3] == total)
+            torch._check_is_size(s)
+            torch._check(s <= total)
+            torch._check(s + n <= total)
+            cache = [(past_keys[i], past_values[i]) for i in range(past_keys.shape[0])]
+            logits, _ = self.model.forward_cached(input_ids, cache, s)
+            if self.decode is None:
+                return logits.float()
+            return candidates(logits, self.decode)
+
+    return {"logits": Logits, "greedy": Greedy, "cache_open": CacheOpen, "cache_step": CacheStep}
+
+
+_IO = {
+    "logits": (["input_ids", "attention_mask"], ["logits"]),
+    "greedy": (["input_ids", "attention_mask"], ["x0", "confidence"]),
+    "cache_open": (["input_ids"], ["logits", "present_keys", "present_values"]),
+    "cache_open_greedy": (["input_ids"], ["x0", "confidence", "present_keys", "present_values"]),
+    "cache_step": (["input_ids", "past_keys", "past_values", "start"], ["logits"]),
+    "cache_step_greedy": (["input_ids", "past_keys", "past_values", "start"], ["x0", "confidence"]),
+}
+# which outputs/inputs carry the batch and sequence dimensions (they must stay symbolic)
+_SYMBOLIC = {"input_ids": (0, 1), "attention_mask": (0, 1), "logits": (0, 1), "x0": (0, 1), "confidence": (0, 1)}
+_SYMBOLIC_KV = {"past_keys": (1, 3), "past_values": (1, 3), "present_keys": (1, 3), "present_values": (1, 3)}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's progress prints, warnings and logs are not the user's business."""
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _export_graph(
+    torch: Any, model: Any, role: str, decode: Any, path: Path, opset: int, max_length: int, external: bool | None
+) -> None:
+    base = role.removesuffix("_greedy")
+    module = _wrappers()[base](model, decode if role.endswith("greedy") else None).eval()
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=2, max=max(max_length, 16))
+    inputs, outputs = _IO[role]
+    gen = torch.Generator().manual_seed(0)
+    V = model.config.vocab_size
+    if base in ("logits", "greedy"):
+        ids = torch.randint(0, V, (2, 16), generator=gen)
+        args: tuple[Any, ...] = (ids, torch.ones_like(ids))
+        dyn: dict[str, Any] = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}}
+    elif base == "cache_open":
+        args = (torch.randint(0, V, (2, 16), generator=gen),)
+        dyn = {"input_ids": {0: batch, 1: seq}}
+    else:
+        total = torch.export.Dim("total", min=2, max=max(max_length, 24))
+        with torch.inference_mode():
+            _, kv = model.forward_cached(torch.randint(0, V, (2, 24), generator=gen))
+        keys = torch.stack([k for k, _ in kv]).clone()
+        values = torch.stack([v for _, v in kv]).clone()
+        args = (torch.randint(0, V, (2, 8), generator=gen), keys, values, torch.tensor(8))
+        dyn = {
+            "input_ids": {0: batch, 1: seq},
+            "past_keys": {1: batch, 3: total},
+            "past_values": {1: batch, 3: total},
+            "start": None,
+        }
+    with _quiet():
+        program = torch.onnx.export(
+            module,
+            args,
+            dynamo=True,
+            opset_version=opset,
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_shapes=dyn,
+            verbose=False,
+        )
+        program.save(str(path), external_data=external)
+
+
+def _check_graph(onnx: Any, path: Path, role: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """ONNX checker, then: the batch and sequence dims are symbolic. Returns the IO specs."""
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as exc:
+        raise ExportError(f"{path}: the ONNX checker refused the exported graph ({exc})") from exc
+    proto = onnx.load(str(path), load_external_data=False)
+
+    def specs(values: Any) -> list[TensorSpec]:
+        out = []
+        for v in values:
+            t = v.type.tensor_type
+            dims: list[str | int] = [d.dim_param if d.dim_param else int(d.dim_value) for d in t.shape.dim]
+            out.append(TensorSpec(name=v.name, dtype=_ONNX_TYPES.get(t.elem_type, str(t.elem_type)), dims=dims))
+        return out
+
+    ins, outs = specs(proto.graph.input), specs(proto.graph.output)
+    for spec in [*ins, *outs]:
+        for axis in {**_SYMBOLIC, **_SYMBOLIC_KV}.get(spec.name, ()):
+            if not isinstance(spec.dims[axis], str):
+                raise ExportError(
+                    f"{path}: dimension {axis} of `{spec.name}` was specialised to {spec.dims[axis]} "
+                    f"during export; the {role} graph would only accept that size"
+                )
+    return ins, outs
+
+
+def _files(path: Path) -> tuple[str | None, int]:
+    data = path.with_name(path.name + ".data")
+    external = data.name if data.is_file() else None
+    return external, path.stat().st_size + (data.stat().st_size if external else 0)
+
+
+def _quantize_int8(src: Path, dst: Path, external: bool) -> None:
+    quant = require("onnxruntime.quantization", "onnx")
+    with _quiet():
+        logging.getLogger().setLevel(logging.ERROR)
+        quant.quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=["MatMul"],  # weight MatMuls only (activation x activation stays float)
+            weight_type=quant.QuantType.QInt8,
+            per_channel=False,
+            use_external_data_format=external,
+        )
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for dist in ("llada-sdk", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def _load_model(
+    model: Any, ids: dict[str, int | None]
+) -> tuple[Any, Any, Path | None]:  # (LLaDAModel float32 on cpu, LLaDAConfig, source folder)
+    torch = require_torch()
+    from llada_sdk.model import LLaDAModel
+
+    if isinstance(model, LLaDAModel):
+        return model.float().eval(), model.config, None
+    if isinstance(model, torch.nn.Module):
+        raise TypeError(f"`model` must be a path, an LLaDA or an LLaDAModel, got {type(model).__name__}")
+    from llada_sdk import LLaDA
+
+    llm = model
+    if not isinstance(model, LLaDA):
+        llm = LLaDA.from_pretrained(
+            model,
+            backend="torch",
+            device="cpu",
+            dtype="float32",
+            mask_token_id=ids["mask"],
+            eos_token_id=ids["eos"],
+            eot_token_id=ids["eot"],
+        )
+    net = getattr(llm, "model", None)
+    if net is None:
+        net = llm.backend.model
+    source = llm.source.path if getattr(llm, "source", None) is not None else None
+    return net.float().eval(), llm.config, source
+
+
+def export(
+    model: Any = None,
+    out: str | Path = "llada-onnx",
+    *,
+    precision: str = "fp32",
+    graphs: Sequence[str] = DEFAULT_GRAPHS,
+    opset: int = DEFAULT_OPSET,
+    mask_token_id: int | None = None,
+    eos_token_id: int | None = None,
+    eot_token_id: int | None = None,
+    logits_eos_inf: bool = False,
+    confidence_eos_eot_inf: bool = False,
+    reference_compat: bool = False,
+    external_data: bool | None = None,
+    parity: bool = True,
+    overwrite: bool = False,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a LLaDA model to an edge bundle directory.
+
+    Args:
+        model: what ``LLaDA.from_pretrained`` takes (None: the bundled model; a directory; a Hub id),
+            a loaded ``LLaDA``, or an ``LLaDAModel``.
+        out: the bundle directory to create.
+        precision: ``fp32``, ``fp16`` (GPUs) or ``int8`` (dynamic quantisation, CPUs).
+        graphs: groups from ``logits``, ``greedy``, ``cache``, ``cache_greedy``.
+        opset: ONNX opset (18-22 tested range; see the module docstring for 23).
+        mask_token_id, eos_token_id, eot_token_id: id overrides, as in ``from_pretrained``.
+        logits_eos_inf, confidence_eos_eot_inf, reference_compat: the EOS/EOT rules baked into the
+            fused greedy graphs (runs with other settings use the ``logits`` graph).
+        external_data: weights in ``<graph>.onnx.data`` (None: only above the 2 GB protobuf limit).
+        parity: compare every graph with PyTorch at the end (figures in the sidecar).
+        overwrite: replace an existing ``out``.
+        threads: torch and onnxruntime threads for the export and the parity run (None: unchanged).
+        log: called with one line per stage (the CLI prints them).
+
+    Raises:
+        ValueError: a bad argument (naming it, the allowed values and what was given).
+        ExportError: a check of the exported graphs failed.
+    """
+    t0 = time.perf_counter()
+    say = log or (lambda _msg: None)
+    if precision not in PRECISIONS:
+        raise ValueError(f"`precision` must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    groups = list(dict.fromkeys(graphs))
+    unknown = [g for g in groups if g not in GRAPH_GROUPS]
+    if unknown or not groups:
+        raise ValueError(f"`graphs` must be a non-empty subset of {', '.join(GRAPH_GROUPS)}, got {list(graphs)!r}")
+    if not 7 <= opset <= 23:
+        raise ValueError(f"`opset` must be between 7 and 23 (default {DEFAULT_OPSET}), got {opset!r}")
+    out = Path(out).expanduser()
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"`out` {out} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    torch = require_torch()
+    onnx = require("onnx", "onnx")
+    require("onnxscript", "onnx")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    ids = {"mask": mask_token_id, "eos": eos_token_id, "eot": eot_token_id}
+    net, config, source = _load_model(model, ids)
+    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.options import GenerationOptions
+
+    if confidence_eos_eot_inf and config.eot_token_id is None:
+        raise ValueError("`confidence_eos_eot_inf` needs the EOT id: pass `eot_token_id`")
+    greedy = GenerationOptions(
+        logits_eos_inf=logits_eos_inf, confidence_eos_eot_inf=confidence_eos_eot_inf, reference_compat=reference_compat
+    )
+    decode = DecodeConfig.from_options(
+        greedy, mask_id=config.mask_token_id, eos_id=config.eos_token_id, eot_id=config.eot_token_id
+    )
+    traced = net
+    if precision == "fp16":
+        import copy
+
+        traced = copy.deepcopy(net).half()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    roles = [r for g in groups for r in GRAPH_GROUPS[g]]
+    specs: dict[str, GraphSpec] = {}
+    with tempfile.TemporaryDirectory(prefix="llada-export-") as tmp:
+        for role in roles:
+            t = time.perf_counter()
+            target = out / f"{role}.onnx"
+            path = Path(tmp) / target.name if precision == "int8" else target
+            _export_graph(torch, traced, role, decode, path, opset, config.max_sequence_length, external_data)
+            ins, outs = _check_graph(onnx, path, role)
+            if precision == "int8":
+                _quantize_int8(path, target, bool(external_data))
+                onnx.checker.check_model(str(target))
+            ext, size = _files(target)
+            policy = None
+            if role.endswith("greedy"):
+                policy = GreedyPolicy(
+                    eos_id=config.eos_token_id,
+                    eot_id=config.eot_token_id,
+                    logits_eos_inf=logits_eos_inf,
+                    confidence_eos_eot_inf=confidence_eos_eot_inf,
+                    reference_compat=reference_compat,
+                )
+            specs[role] = GraphSpec(
+                file=target.name, role=role, inputs=ins, outputs=outs, bytes=size, external_data=ext, policy=policy
+            )  # type: ignore[arg-type]
+            say(f"exported {role} ({size / 1e6:.1f} MB, {time.perf_counter() - t:.1f} s)")
+    tokenizer = False
+    if source is not None:
+        for name in TOKENIZER_FILES:
+            if (source / name).is_file():
+                shutil.copyfile(source / name, out / name)
+                tokenizer = tokenizer or name == "tokenizer.json"
+    from llada_sdk.options import GenerationOptions
+
+    sidecar = Sidecar(
+        precision=precision,  # type: ignore[arg-type]
+        opset=opset,
+        config=config.to_hf_dict(),
+        special_ids=SpecialIds(
+            mask=config.mask_token_id,
+            eos=config.eos_token_id,
+            eot=config.eot_token_id,
+            bos=config.bos_token_id,
+            pad=config.pad_token_id,
+        ),
+        context_length=config.max_sequence_length,
+        graphs=specs,
+        options=GenerationOptions().model_dump(mode="json"),
+        tokenizer=tokenizer,
+        exported_with=_versions(),
+        source=str(source) if source is not None else None,
+    )
+    sidecar.write(out)
+    if parity:
+        figures = parity_run(out, net, decode, threads=threads)
+        sidecar = sidecar.model_copy(update={"parity": figures})
+        sidecar.write(out)
+        for role, fig in figures.items():
+            say(f"parity {role}: " + ", ".join(f"{k} {v:.3g}" for k, v in _numbers(fig).items()))
+        if precision == "fp32":
+            bad = {r: f.argmax_agreement for r, f in figures.items() if (f.argmax_agreement or 1.0) < 0.99}
+            if bad:
+                raise ExportError(f"{out}: float32 graphs disagree with PyTorch on the argmax: {bad}")
+    return ExportResult(folder=out, sidecar=sidecar, seconds=time.perf_counter() - t0)
+
+
+def _numbers(fig: ParityFigures) -> dict[str, float]:
+    return {k: float(v) for k, v in fig.model_dump().items() if isinstance(v, int | float) and k != "cases"}
+
+
+# -- the parity run --------------------------------------------------------------------------------
+
+
+def _probes(config: Any) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Probe canvases: a plain batch, a left-padded batch with its mask, a half-masked long row."""
+    rng = np.random.default_rng(0)
+    V = config.vocab_size
+    a = rng.integers(0, V, (2, 16))
+    b = rng.integers(0, V, (2, 23))
+    b_mask = np.ones_like(b)
+    b_mask[1, :5] = 0
+    b[1, :5] = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+    c = rng.integers(0, V, (1, 37))
+    c[0, rng.random(37) < 0.5] = config.mask_token_id
+    return [(a, None), (b, b_mask), (c, None)]
+
+
+def parity_run(folder: Path, net: Any, decode: Any, *, threads: int | None = None) -> dict[str, ParityFigures]:
+    """Run every graph of the bundle in ``folder`` on the CPU provider against the float32 PyTorch
+    model ``net`` and return per-graph figures (the export writes them into the sidecar)."""
+    torch = require_torch()
+    from llada_export.runtime import load_bundle
+
+    backend, _ = load_bundle(folder, providers="cpu", threads=threads)
+    config = backend.config
+    figures: dict[str, ParityFigures] = {}
+    provider = ""
+
+    def record(role: str, pairs: list[tuple[np.ndarray, np.ndarray]], conf: list[tuple[Any, Any]] | None) -> None:
+        diffs = [np.abs(g - r) for g, r in pairs]
+        fig: dict[str, Any] = {"provider": provider, "cases": len(pairs)}
+        if conf is None:
+            fig["logits_max_abs"] = float(max(d.max() for d in diffs))
+            fig["logits_mean_abs"] = float(np.mean([d.mean() for d in diffs]))
+            fig["argmax_agreement"] = float(
+                np.mean(np.concatenate([(g.argmax(-1) == r.argmax(-1)).ravel() for g, r in pairs]))
+            )
+        else:
+            fig["argmax_agreement"] = float(np.mean(np.concatenate([(g == r).ravel() for g, r in pairs])))
+            fig["confidence_max_abs"] = float(max(np.abs(g - r).max() for g, r in conf))
+        figures[role] = ParityFigures(**fig)
+
+    probes = _probes(config)
+    with torch.inference_mode():
+        refs = [net(torch.from_numpy(ids), None if am is None else torch.from_numpy(am)) for ids, am in probes]
+        ref_np = [r.float().numpy() for r in refs]
+        if backend.has("logits"):
+            session = backend.session("logits")
+            provider = session.providers[0]
+            pred = backend._plain(None)
+            record("logits", [(pred(ids, am), r) for (ids, am), r in zip(probes, ref_np)], None)
+        if backend.has("greedy"):
+            session = backend.session("greedy")
+            provider = session.providers[0]
+            got = [backend._plain(decode)(ids, am) for ids, am in probes]
+            want = [candidates(r.clone(), decode) for r in refs]
+            record(
+                "greedy",
+                [(g[0], w[0].numpy()) for g, w in zip(got, want)],
+                [(g[1], w[1].numpy()) for g, w in zip(got, want)],
+            )
+        for fused in (False, True):
+            suffix = "_greedy" if fused else ""
+            if not backend.has("cache_open" + suffix):
+                continue
+            cached = backend.cached_predictor(fused)
+            provider = cached.open.providers[0]
+            opens, steps, open_conf, step_conf = [], [], [], []
+            for ids, _ in probes:
+                L = ids.shape[1]
+                t_ids = torch.from_numpy(ids)
+                ref_logits, kv = net.forward_cached(t_ids)
+                out, past = cached.forward_cached(ids)
+                for start, end in ((L // 4, L // 2), (L // 2, L), (L - 1, L)):  # dual, prefix, one token
+                    ref_seg, _ = net.forward_cached(t_ids[:, start:end], kv, start)
+                    seg, _ = cached.forward_cached(ids[:, start:end], past, start)
+                    if fused:
+                        w = candidates(ref_seg.clone(), decode)
+                        steps.append((seg[0], w[0].numpy()))
+                        step_conf.append((seg[1], w[1].numpy()))
+                    else:
+                        steps.append((seg, ref_seg.float().numpy()))
+                if fused:
+                    w = candidates(ref_logits.clone(), decode)
+                    opens.append((out[0], w[0].numpy()))
+                    open_conf.append((out[1], w[1].numpy()))
+                else:
+                    opens.append((out, ref_logits.float().numpy()))
+            record("cache_open" + suffix, opens, open_conf if fused else None)
+            record("cache_step" + suffix, steps, step_conf if fused else None)
+    return figures
