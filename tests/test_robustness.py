@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import torch
 from click.testing import CliRunner
-from llada_cli.main import cli
 from safetensors.torch import load_file, save_file
 
+from llada_cli.main import cli
 from llada_sdk import LLaDA
 from llada_sdk import torch_backend as tb
 from llada_sdk.loading import BUNDLED_DIR
