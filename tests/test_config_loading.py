@@ -124,7 +124,7 @@ def test_bf16_checkpoint_loads_as_bf16_without_a_float32_copy(tmp_path: Path, mo
         return out
 
     monkeypatch.setattr(torch, "empty", spy)
-    llm = LLaDA.from_pretrained(d, device="cpu")  # dtype=None keeps the checkpoint's dtype
+    llm = LLaDA.from_pretrained(d, device="cpu", dtype="bfloat16")  # as the checkpoint: no conversion
     monkeypatch.undo()
     assert llm.model.dtype == torch.bfloat16
     assert seen and set(seen) == {torch.bfloat16}  # every read buffer was bf16, none float32
