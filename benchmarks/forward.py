@@ -11,8 +11,6 @@ float32 and bfloat16. FLOPs per forward = 2 * (non-embedding matmul parameters) 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -22,13 +20,9 @@ from llada_sdk.model import LLaDAModel
 
 
 def timeit(fn: Callable[[], object], repeat: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    from llada_export.bench import median_seconds
+
+    return median_seconds(fn, repeat)
 
 
 def main() -> None:

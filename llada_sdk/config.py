@@ -211,3 +211,17 @@ class LLaDAConfig:
                 continue
             out[key] = value
         return dict(sorted(out.items()))
+
+
+def medium_config() -> LLaDAConfig:
+    """The 168M-parameter "medium" config of the CPU benchmarks (``benchmarks/``, ``llada bench``):
+    d_model 1024, 8 layers, 16 heads, SwiGLU 2816, vocabulary 32000 (random weights there)."""
+    return LLaDAConfig(
+        d_model=1024,
+        n_heads=16,
+        n_layers=8,
+        vocab_size=32000,
+        mlp_hidden_size=2816,
+        mask_token_id=31999,
+        eos_token_id=31998,
+    )

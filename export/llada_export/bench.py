@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 
-def _median(fn: Callable[[], object], repeat: int) -> float:
+def median_seconds(fn: Callable[[], object], repeat: int) -> float:
+    """The median wall time of ``repeat`` calls of ``fn`` after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeat):
@@ -46,18 +47,9 @@ def _decode_seconds(predictor: Any, x: Any, prompt: int, block: int, decode: Any
 
 
 def _medium_config() -> Any:
-    from llada_sdk.config import LLaDAConfig
+    from llada_sdk.config import medium_config
 
-    # the medium config of benchmarks/medium.py (kept equal by tests/test_export_cli.py)
-    return LLaDAConfig(
-        d_model=1024,
-        n_heads=16,
-        n_layers=8,
-        vocab_size=32000,
-        mlp_hidden_size=2816,
-        mask_token_id=31999,
-        eos_token_id=31998,
-    )
+    return medium_config()
 
 
 def run(
@@ -114,7 +106,7 @@ def run(
                     continue
                 ids = torch.randint(0, cfg.vocab_size, (batch, length), generator=torch.Generator().manual_seed(0))
                 a, b = torch.randn(batch * length, d), torch.randn(d, f)
-                t_mm = _median(partial(operator.matmul, a, b), repeat * 4)
+                t_mm = median_seconds(partial(operator.matmul, a, b), repeat * 4)
                 matmul = 2 * batch * length * d * f / t_mm / 1e9
                 prompt = max(1, length - gen_tokens)
 
@@ -124,7 +116,7 @@ def run(
                     return x if kind == "torch" else x.numpy().copy()
 
                 with torch.inference_mode():
-                    t_torch = _median(partial(net, ids), repeat)
+                    t_torch = median_seconds(partial(net, ids), repeat)
                     dec_torch = _decode_seconds(net, canvas("torch"), prompt, block, decode)
                 base = {"model": name, "batch": batch, "length": length, "threads": threads, "matmul_gflops": matmul}
                 n_new = (length - prompt) * batch
@@ -133,7 +125,7 @@ def run(
                 for precision, backend in backends.items():
                     plain = backend.predictor(None)
                     x_np = ids.numpy()
-                    t_ort = _median(partial(plain, x_np), repeat)
+                    t_ort = median_seconds(partial(plain, x_np), repeat)
                     dec = _decode_seconds(backend.predictor(decode), canvas("numpy"), prompt, block, decode)
                     rows.append({**base, "runtime": f"onnxruntime {precision}", "forward_ms": t_ort * 1e3,
                                  "speedup": t_torch / t_ort, "tokens_per_s": n_new / dec})  # fmt: skip
