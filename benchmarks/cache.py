@@ -42,7 +42,15 @@ def main() -> None:
     for cache in (None, "prefix", "dual"):
         x = torch.cat([prompt, torch.full((1, args.gen), cfg.mask_token_id)], dim=1)
         t = time.perf_counter()
-        events = list(denoise(model, x, blocks, steps, DecodeConfig.from_options(GenerationOptions(cache=cache or 'none'), mask_id=cfg.mask_token_id)))
+        events = list(
+            denoise(
+                model,
+                x,
+                blocks,
+                steps,
+                DecodeConfig.from_options(GenerationOptions(cache=cache or "none"), mask_id=cfg.mask_token_id),
+            )
+        )
         seconds = time.perf_counter() - t
         done = events[-1]
         assert isinstance(done, DoneEvent) and not (x == cfg.mask_token_id).any()
