@@ -324,6 +324,15 @@ class LLaDA:
         """
         return drain(self.stream_infill(text, options=options, allowed_tokens=allowed_tokens, **overrides))[0]
 
+    def fill_schema(self, prompt: str, schema: Any, **kwargs: Any) -> Any:
+        """Fill ``schema`` (a pydantic model, TypedDict or JSON-schema dict) from ``prompt``: the JSON
+        skeleton is fixed text, the model writes only the values, and the result always parses and
+        validates (a model instance for a pydantic schema, else a dict). Keywords: ``max_string_tokens``,
+        ``max_number_tokens``, ``max_items``, ``mc_num``, ``options`` (``llada_sdk.structured.fill_schema``)."""
+        from llada_sdk.structured import fill_schema
+
+        return fill_schema(self, prompt, schema, **kwargs)
+
     # -- scoring ------------------------------------------------------------------------------------
 
     def score(

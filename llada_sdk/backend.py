@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -98,10 +97,9 @@ def register(plugin: BackendPlugin) -> None:
 def plugins() -> dict[str, BackendPlugin]:
     """Registered backends plus those installed under the ``llada_sdk.backends`` entry-point group."""
     found = dict(_REGISTERED)
-    # every installed distribution's entry points, not entry_points()'s one-per-name view: a stale
-    # llada_sdk.egg-info in the working directory would otherwise hide the installed metadata
-    eps = [ep for dist in metadata.distributions() for ep in dist.entry_points if ep.group == "llada_sdk.backends"]
-    for ep in eps:
+    from llada_sdk._deps import installed_entry_points
+
+    for ep in installed_entry_points("llada_sdk.backends"):
         if ep.name not in found:
             try:
                 plugin = ep.load()

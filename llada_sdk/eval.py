@@ -14,6 +14,13 @@
 - ``chat_second_turn``: a trained question asked as the second turn of a conversation.
 - ``chat_heldout_people``: questions about people whose Q&A was held out of training (facts seen
   only as plain text); small models score ~0 here -- reported, not a target.
+- ``agent_heldout_people``: the same questions through ``langchain.agents.create_agent(ChatLLaDA(),
+  tools=[lookup])`` with a knowledge-base lookup tool: the model must call the tool, then answer from
+  its result (needs ``llada-sdk[langchain]``; target >= 90 %).
+- ``extract_person``: ``ChatLLaDA().with_structured_output(Person)`` on a sentence about a person never
+  seen in training -> name, city, job; the accuracy is the fraction of fields exact (target >= 95 %).
+- ``schema_validity``: ``fill_schema`` on 50 seeded random schemas (nested objects, enums, numbers,
+  booleans, bounded lists): the fraction of outputs that validate (target 100 %).
 
 Decoding: greedy (temperature 0), low-confidence remasking; infill one token per step; completion
 and chat use ``GenerationOptions`` defaults (``max_tokens`` 32, blocks of 8, early stop).
@@ -29,9 +36,15 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from llada_sdk.corpus import build_corpus, is_held_out_count, kb_chat, sequence_chat
+from llada_sdk._deps import installed_entry_points
+from llada_sdk.corpus import (
+    build_corpus,
+    is_held_out_count,
+    kb_chat,
+    sequence_chat,
+)
 
-Check = Callable[[Any], bool]
+Check = Callable[[Any], float]
 Task = tuple[str, Check]
 
 
@@ -55,6 +68,49 @@ def _user(q: str) -> dict[str, str]:
     return {"role": "user", "content": q}
 
 
+def random_schema_model(rng: random.Random, name: str = "Model", depth: int = 0) -> Any:
+    """A random pydantic model: strings, bounded integers and numbers, booleans, enums, optional
+    fields, bounded lists and (up to two levels of) nested models."""
+    from typing import Literal, Optional
+
+    from pydantic import Field, create_model
+
+    kinds = ["str", "int", "float", "bool", "enum", "list", "optional"] + (["object"] if depth < 2 else [])
+    fields: dict[str, Any] = {}
+    for i in range(rng.randint(1, 4)):
+        kind = rng.choice(kinds)
+        key = f"{rng.choice(['name', 'city', 'count', 'flag', 'kind', 'tags', 'score', 'info'])}_{i}"
+        if kind == "str":
+            fields[key] = (str, Field(max_length=rng.choice([None, 6, 20])))
+        elif kind == "int":
+            lo = rng.randint(-5, 20)
+            fields[key] = (int, Field(ge=lo, le=lo + rng.randint(0, 50)))
+        elif kind == "float":
+            fields[key] = (float, Field(ge=0.5, le=rng.choice([1.5, 99.0])))
+        elif kind == "bool":
+            fields[key] = (bool, ...)
+        elif kind == "enum":
+            options = tuple(rng.sample(["red", "green", "blue", "Kelso", "yes", "no", "a b"], rng.randint(1, 3)))
+            fields[key] = (Literal[options], ...)  # type: ignore[valid-type]
+        elif kind == "list":
+            item = rng.choice([str, int, bool])
+            lo = rng.randint(0, 1)
+            fields[key] = (list[item], Field(min_length=lo, max_length=lo + rng.randint(0, 2)))  # type: ignore[valid-type]
+        elif kind == "optional":
+            fields[key] = (Optional[rng.choice([str, int])], None)  # noqa: UP045
+        else:
+            fields[key] = (random_schema_model(rng, f"{name}Sub{i}", depth + 1), ...)
+    return create_model(name, **fields)
+
+
+def _schema_valid(m: Any, model: Any, prompt: str) -> bool:
+    from llada_sdk.structured import fill_schema_result
+
+    fill = fill_schema_result(m, prompt, model, max_string_tokens=3, max_number_tokens=3, max_items=2, mc_num=8)
+    model.model_validate_json(fill.text)  # raises if the text does not parse or validate
+    return True
+
+
 def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
     """Every task as a list of ``(description, check(llm) -> bool)`` items, in a fixed order."""
     corpus = build_corpus(seed)
@@ -70,9 +126,11 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
         "complete_forward_parent",
         "reverse_parent",
         "reverse_parent_auto",
+        "infill_two_auto",
         "chat_trained",
         "chat_second_turn",
         "chat_heldout_people",
+        "schema_validity",
     )
     tasks: dict[str, list[Task]] = {k: [] for k in names}
     for p in corpus.people:
@@ -89,6 +147,8 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
         tasks["reverse_parent"].append((rev, partial(_infill_is, text=rev, expected=[p.name])))
         suffix = f"'s parent is {p.parent}."
         tasks["reverse_parent_auto"].append((suffix, partial(_backward_is, suffix=suffix, expected=p.name)))
+        two = f"{p.name} lives in [MASK:auto] and works as a [MASK:auto]."
+        tasks["infill_two_auto"].append((two, partial(_infill_is, text=two, expected=[p.city, p.job])))
     for start in range(0, 200):
         if is_held_out_count(start):
             a = [str(start + i) for i in range(4)]
@@ -105,6 +165,18 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
         tasks["chat_second_turn"].append((f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)))
     for q, ans in corpus.held_out_chat:
         tasks["chat_heldout_people"].append((q, partial(_chat_is, messages=[_user(q)], expected=ans)))
+    schema_rng = random.Random(f"schemas-{seed}")
+    for i in range(50):
+        model = random_schema_model(schema_rng, f"Schema{i}")
+        prompt = f"{corpus.docs[i]}"
+        tasks["schema_validity"].append((model.__name__, partial(_schema_valid, model=model, prompt=prompt)))
+    # tasks of the layers above (the LangChain agent and extraction), found without importing them
+    for ep in installed_entry_points("llada_sdk.eval_tasks"):
+        try:
+            extra = ep.load()
+        except ImportError:
+            continue  # its extra is not installed
+        tasks.update(extra(llm, corpus, seed))
     return tasks
 
 
@@ -116,7 +188,7 @@ def evaluate(llm: Any, limit: int | None = None, tasks: list[str] | None = None)
             continue
         items = items[:limit] if limit else items
         t0 = time.time()
-        correct = sum(bool(check(llm)) for _, check in items)
+        correct = sum(float(check(llm)) for _, check in items)
         report[name] = {
             "accuracy": round(correct / len(items), 4),
             "n": len(items),

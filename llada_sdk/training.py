@@ -32,8 +32,19 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from llada_sdk.config import LLaDAConfig
-from llada_sdk.corpus import Corpus, build_corpus, tokenizer_training_text
+from llada_sdk.corpus import (
+    EXTRACTION_TEMPLATES,
+    Corpus,
+    Person,
+    build_corpus,
+    extraction_doc,
+    synthetic_people,
+    tokenizer_training_text,
+    tool_conversations,
+    tool_direct_conversations,
+)
 from llada_sdk.model import LLaDAModel
+from llada_sdk.tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 SPECIAL_TOKENS = [
     "<|startoftext|>",
@@ -51,15 +62,17 @@ LLADA_CHAT_TEMPLATE = (
     "{{ content }}{% endfor %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}"
 )
 EPS = 1e-3
+SFT_TAIL = 40  # EOS positions kept after the longest answer of an SFT batch (chat canvases hold 32 masks)
 
 
 # ---------------------------------------------------------------------------------------------
 # tokenizer
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
-    """Byte-level BPE, one token per digit, the LLaDA special tokens at ids 0..5."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def train_tokenizer(texts: list[str], vocab_size: int = 1024, tool_tokens: bool = False) -> Any:
+    """Byte-level BPE, one token per digit, the LLaDA special tokens at ids 0..5; with ``tool_tokens``
+    also the tool-call tags ``<tool_call>`` / ``</tool_call>`` as two added tokens after the BPE vocabulary."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence(
@@ -73,6 +86,8 @@ def train_tokenizer(texts: list[str], vocab_size: int = 1024) -> Any:
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    if tool_tokens:  # the tool-call tags of llada_sdk.tools as single (non-special) tokens, as in Qwen's vocabulary
+        tok.add_tokens([AddedToken(t, normalized=False) for t in (TOOL_CALL_OPEN, TOOL_CALL_CLOSE)])
     return tok
 
 
@@ -103,10 +118,36 @@ class Batch:
 
 
 class RowSampler:
-    """Draws training rows: packed ``BOS doc EOS`` pre-training rows and one-pair SFT chat rows."""
+    """Draws training rows: packed ``BOS doc EOS`` pre-training rows and SFT chat rows.
 
-    def __init__(self, corpus: Corpus, tok: Any, seq_len: int, sft_fraction: float, seed: int) -> None:
-        self.seq_len, self.sft_fraction = seq_len, sft_fraction
+    Pre-training documents come from four groups (knowledge base, counting, cycles, extraction),
+    drawn with fixed weights; ``extract_fraction`` is the extraction group's share. SFT rows are a
+    chat turn (a third of the time after a first turn as context) or, with probability
+    ``tool_fraction``, a tool-use conversation (``Corpus.conversations``, rendered exactly as the
+    chat template renders it).
+    """
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        tok: Any,
+        seq_len: int,
+        sft_fraction: float,
+        seed: int,
+        tool_fraction: float = 0.0,
+        extract_fraction: float = 0.0,
+        pretrain_len: int | None = None,
+        fresh_people: bool = False,
+        kinds: bool = False,
+    ) -> None:
+        self.seq_len, self.sft_fraction, self.tool_fraction = seq_len, sft_fraction, tool_fraction
+        self.pretrain_len = pretrain_len or seq_len
+        # fresh_people: every tool-use and extraction row is about a newly drawn person, so nothing can
+        # be memorised and only copying (the name into the call, the fact out of the result) lowers the loss
+        self.fresh_people, self.kinds = fresh_people, kinds
+        self.taken = {n for p in corpus.people for n in (p.name, p.parent)}
+        self._tok = tok
+        self.eot_id = tok.token_to_id("<|eot_id|>")
         self.rng = random.Random(seed)
         self.bos, self.eos = tok.token_to_id("<|startoftext|>"), tok.token_to_id("<|endoftext|>")
         sh, eh, eot = (tok.token_to_id(t) for t in ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
@@ -119,7 +160,11 @@ class RowSampler:
         for doc in corpus.docs:
             key = "count" if doc.startswith("count:") else "cycle" if ":" in doc.split()[0] else "kb"
             groups[key].append([self.bos, *enc(doc), self.eos])
-        self.groups = [(groups["kb"], 0.5), (groups["count"], 0.3), (groups["cycle"], 0.2)]
+        rest = 1.0 - (extract_fraction if corpus.extraction else 0.0)
+        self.groups = [(groups["kb"], 0.5 * rest), (groups["count"], 0.3 * rest), (groups["cycle"], 0.2 * rest)]
+        self.extraction_group = len(self.groups) if corpus.extraction and extract_fraction > 0 else -1
+        if corpus.extraction and extract_fraction > 0:
+            self.groups.append(([[self.bos, *enc(d), self.eos] for d in corpus.extraction], extract_fraction))
         self.turns: list[tuple[list[int], list[int]]] = []
         for q, a in corpus.chat:
             # one turn in the LLaDA chat template: prompt = user header + question + assistant header
@@ -128,39 +173,113 @@ class RowSampler:
         longest = 1 + 2 * max(len(p) + len(a) for p, a in self.turns)  # BOS + two turns
         if longest > seq_len:
             raise ValueError(f"`seq_len` ({seq_len}) is too short: a two-turn chat row needs {longest} tokens")
+        longest_doc = max(len(d) for docs, _ in self.groups for d in docs)
+        if longest_doc > self.pretrain_len:
+            raise ValueError(
+                f"`pretrain_len` ({self.pretrain_len}) is too short: a pre-training document needs {longest_doc} tokens"
+            )
+        # tool-use conversations: the chat template's text, encoded in one piece (as apply_chat_template does)
+        self.conversations: list[tuple[list[int], list[int]]] = []
+        if tool_fraction > 0:
+            for messages, answer in corpus.conversations:
+                self.conversations.append(self._encode_conversation(messages, answer))
+            self.direct = [self._encode_conversation(m, a) for m, a in tool_direct_conversations()]
+            longest = max(len(p) + len(a) for p, a in self.conversations)
+            if longest > seq_len:
+                raise ValueError(f"`seq_len` ({seq_len}) is too short: a tool-use chat row needs {longest} tokens")
+
+    def enc_text(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def _encode_conversation(self, messages: list[dict[str, str]], answer: str) -> tuple[list[int], list[int]]:
+        """A conversation as the chat template renders it (one piece, as apply_chat_template encodes it)."""
+        text = "".join(
+            f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages
+        )
+        text = f"<|startoftext|>{text}<|start_header_id|>assistant<|end_header_id|>\n\n"
+        return self.enc_text(text), [*self.enc_text(answer), self.eot_id]
+
+    def _fresh_person(self) -> Person:
+        while True:
+            p = synthetic_people(self.rng.randrange(2**31), 1, exclude=self.taken)[0]
+            if p.name not in self.taken:
+                return p
 
     def _doc(self) -> list[int]:
         r, acc = self.rng.random(), 0.0
-        for docs, weight in self.groups:
+        for k, (docs, weight) in enumerate(self.groups):
             acc += weight
             if r < acc:
+                if self.fresh_people and k == self.extraction_group:
+                    template = self.rng.randrange(len(EXTRACTION_TEMPLATES))
+                    return [self.bos, *self.enc_text(extraction_doc(self._fresh_person(), template)), self.eos]
                 return self.rng.choice(docs)
         return self.rng.choice(self.groups[-1][0])
 
-    def row(self) -> tuple[list[int], int, bool]:
-        if self.rng.random() < self.sft_fraction:
+    def _sft_row(self, tool: bool) -> tuple[list[int], int]:
+        if tool and self.fresh_people:
+            share = len(self.direct) / (len(self.direct) + len(self.conversations))
+            while True:
+                if self.rng.random() < share:
+                    prompt, answer = self.rng.choice(self.direct)
+                else:
+                    prompt, answer = self._encode_conversation(
+                        *self.rng.choice(tool_conversations(self._fresh_person()))
+                    )
+                if len(prompt) + len(answer) <= self.seq_len:
+                    break
+        elif tool:
+            prompt, answer = self.rng.choice(self.conversations)
+        else:
             # one turn, or (a third of the time) a two-turn history whose first answer is context
             prompt, answer = self.rng.choice(self.turns)
             prompt = [self.bos, *prompt]
             if self.rng.random() < 1 / 3:
                 first_q, first_a = self.rng.choice(self.turns)
                 prompt = [self.bos, *first_q, *first_a, *prompt[1:]]
-            row = prompt + answer
-            return row + [self.eos] * (self.seq_len - len(row)), len(prompt), True
+        return prompt + answer, len(prompt)
+
+    def _pretrain_row(self, length: int) -> list[int]:
         ids: list[int] = []
         while True:
             doc = self._doc()
-            if len(ids) + len(doc) > self.seq_len:
+            if len(ids) + len(doc) > length:
                 break
             ids += doc
-        return ids + [self.eos] * (self.seq_len - len(ids)), 0, False
+        return ids + [self.eos] * (length - len(ids))
+
+    def row(self) -> tuple[list[int], int, bool]:
+        """One row, pre-training or (with probability ``sft_fraction``) a chat turn, ``seq_len`` long:
+        the rows of the shipped model's recipe (``kinds=False``)."""
+        if self.rng.random() < self.sft_fraction:
+            row, prompt_len = self._sft_row(False)
+            return row + [self.eos] * (self.seq_len - len(row)), prompt_len, True
+        return self._pretrain_row(self.seq_len), 0, False
 
     def batch(self, size: int) -> Batch:
-        rows = [self.row() for _ in range(size)]
+        """A batch. ``kinds=False`` (the shipped recipe): ``size`` rows drawn one by one (``row``).
+
+        ``kinds=True`` (the tool recipe): one batch of a single kind: pre-training rows of ``pretrain_len`` tokens (probability
+        ``1 - sft_fraction``), or SFT rows -- tool-use conversations (``tool_fraction`` of SFT
+        batches) or chat turns -- padded with EOS to the longest row plus ``SFT_TAIL`` (at most
+        ``seq_len``), so the model sees at least ``SFT_TAIL`` positions after every answer."""
+        if not self.kinds:
+            rows = [self.row() for _ in range(size)]
+            return Batch(
+                torch.tensor([r[0] for r in rows]),
+                torch.tensor([r[1] for r in rows]),
+                torch.tensor([r[2] for r in rows]),
+            )
+        if self.rng.random() >= self.sft_fraction:
+            pre = [self._pretrain_row(self.pretrain_len) for _ in range(size)]
+            return Batch(torch.tensor(pre), torch.zeros(size, dtype=torch.long), torch.zeros(size, dtype=torch.bool))
+        tool = bool(self.conversations) and self.rng.random() < self.tool_fraction
+        sft = [self._sft_row(tool) for _ in range(size)]
+        length = min(self.seq_len, max(len(r) for r, _ in sft) + SFT_TAIL)
         return Batch(
-            torch.tensor([r[0] for r in rows]),
-            torch.tensor([r[1] for r in rows]),
-            torch.tensor([r[2] for r in rows]),
+            torch.tensor([r + [self.eos] * (length - len(r)) for r, _ in sft]),
+            torch.tensor([p for _, p in sft]),
+            torch.ones(size, dtype=torch.bool),
         )
 
 
@@ -228,6 +347,14 @@ class TrainConfig:
     mlp_hidden_size: int = 352
     n_people: int = 40
     causal: bool = False
+    # the tool recipe (issue 10): tool-use conversations, extraction documents, small talk, the two
+    # tool-call tokens, and batches of one kind (pre-training rows of `pretrain_len`, SFT rows padded
+    # to their longest + SFT_TAIL). False = the shipped model's recipe, bit for bit.
+    tools: bool = False
+    tool_fraction: float = 0.4
+    extract_fraction: float = 0.1
+    pretrain_len: int = 0
+    fresh_people: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -249,9 +376,11 @@ class TrainConfig:
             raise ValueError(f"`vocab_size` must be >= 262 (256 bytes + 6 special tokens), got {self.vocab_size}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0, got {self.lr}")
-        for name in ("decay_fraction", "sft_fraction"):
+        for name in ("decay_fraction", "sft_fraction", "tool_fraction", "extract_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
+        if self.pretrain_len < 0:
+            raise ValueError(f"`pretrain_len` must be >= 0 (0 = `seq_len`), got {self.pretrain_len}")
         if self.d_model % self.n_heads:
             raise ValueError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
 
@@ -338,10 +467,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    corpus = build_corpus(cfg.seed, cfg.n_people)
+    corpus = build_corpus(cfg.seed, cfg.n_people, tools=cfg.tools)
     tok_file = out / "tokenizer.json"
     if not tok_file.exists():
-        tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size)
+        tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=cfg.tools)
         tok.save(str(tok_file))
         (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
     from tokenizers import Tokenizer as HFTokenizer
@@ -359,7 +488,18 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
-    sampler = RowSampler(corpus, tok, cfg.seq_len, cfg.sft_fraction, cfg.seed)
+    sampler = RowSampler(
+        corpus,
+        tok,
+        cfg.seq_len,
+        cfg.sft_fraction,
+        cfg.seed,
+        cfg.tool_fraction if cfg.tools else 0.0,
+        cfg.extract_fraction if cfg.tools else 0.0,
+        cfg.pretrain_len or cfg.seq_len,
+        cfg.fresh_people,
+        kinds=cfg.tools,
+    )
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     start, losses = 0, list[float]()
     if resume and (out / "trainer_state.json").exists():

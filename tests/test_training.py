@@ -25,6 +25,9 @@ SMALL = {
     "save_every": 3,
     "threads": 1,
 }
+# the recipe of runs/bundled-v2 (issue 10): python -m llada_sdk.training --out DIR --tools --steps 3200
+#   --seq-len 160 --vocab-size 1024 --sft-fraction 0.45
+TOOL_RECIPE = {"tools": True, "steps": 3200, "seq_len": 160, "vocab_size": 1024, "sft_fraction": 0.45}
 
 
 def test_sft_rows_never_mask_the_prompt_and_pretraining_rows_mask_anywhere() -> None:
@@ -116,3 +119,62 @@ def test_too_short_rows_are_refused_before_training(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match=r"`seq_len` \(32\) is too short: a two-turn chat row needs \d+ tokens"):
         train(TrainConfig(**{**SMALL, "seq_len": 32}), tmp_path / "short", progress=False)
+
+
+def test_tool_rows_fit_and_every_batch_is_of_one_kind() -> None:
+    from llada_sdk.corpus import tokenizer_training_text
+    from llada_sdk.tools import TOOL_CALL_OPEN
+    from llada_sdk.training import RowSampler, train_tokenizer
+
+    cfg = TrainConfig(**TOOL_RECIPE)
+    corpus = build_corpus(cfg.seed, tools=True)
+    tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=True)
+    call_id = tok.token_to_id(TOOL_CALL_OPEN)
+    assert call_id is not None and tok.encode(TOOL_CALL_OPEN, add_special_tokens=False).ids == [call_id]
+    sampler = RowSampler(
+        corpus, tok, cfg.seq_len, cfg.sft_fraction, 0, cfg.tool_fraction, cfg.extract_fraction, cfg.seq_len, kinds=True
+    )
+    kinds = {"pre": 0, "chat": 0, "tool": 0}
+    for _ in range(300):
+        b = sampler.batch(8)
+        if not b.is_sft.any():
+            assert b.ids.shape[1] == cfg.seq_len and not b.prompt_len.any()
+            kinds["pre"] += 1
+            continue
+        assert b.is_sft.all() and b.ids.shape[1] <= cfg.seq_len
+        tool_rows = (b.ids == call_id).any(1)
+        assert tool_rows.all() or not tool_rows.any()  # a batch is all tool use or all plain chat
+        kinds["tool" if tool_rows.any() else "chat"] += 1
+        # at least SFT_TAIL (or up to seq_len) end-of-text positions after the longest answer
+        assert (b.ids[:, -1] == tok.token_to_id("<|endoftext|>")).all()
+    sft = kinds["chat"] + kinds["tool"]
+    assert abs(sft / 300 - cfg.sft_fraction) < 0.1 and abs(kinds["tool"] / sft - cfg.tool_fraction) < 0.15, kinds
+
+
+def test_fresh_people_rows_are_about_new_names_every_time() -> None:
+    from llada_sdk.corpus import tokenizer_training_text
+    from llada_sdk.training import RowSampler, train_tokenizer
+
+    cfg = TrainConfig(**TOOL_RECIPE)
+    corpus = build_corpus(cfg.seed, tools=True)
+    tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=True)
+    args = (corpus, tok, cfg.seq_len, 1.0, 0, 1.0, cfg.extract_fraction, cfg.seq_len)
+    fresh, fixed = RowSampler(*args, fresh_people=True, kinds=True), RowSampler(*args, kinds=True)
+    trained = {p.name for p in corpus.synthetic}
+    rows = [tok.decode(fresh._sft_row(True)[0]) for _ in range(40)]
+    names = {n for r in rows if '"name": "' in r for n in [r.split('"name": "')[-1].split('"')[0]]}
+    assert len(names) >= 20 and not names & trained  # new people, never the fixed synthetic set
+    assert tok.decode(fixed._sft_row(True)[0]).count("<tool_call>") >= 1
+
+
+def test_the_default_recipe_is_the_shipped_models() -> None:
+    from llada_sdk.corpus import tokenizer_training_text
+    from llada_sdk.training import train_tokenizer
+
+    bundled = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
+    cfg = TrainConfig()
+    assert (cfg.steps, cfg.seq_len, cfg.vocab_size, cfg.sft_fraction, cfg.tools) == (8000, 96, 512, 0.3, False)
+    corpus = build_corpus(cfg.seed)
+    assert not corpus.conversations and not corpus.extraction  # the tool rows are opt-in (tools=True)
+    tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size)
+    assert json.loads(tok.to_str()) == json.loads((bundled / "tokenizer.json").read_text())

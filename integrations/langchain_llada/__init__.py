@@ -1,5 +1,9 @@
-"""LangChain objects for LLaDA (planned; see the README's roadmap)."""
+"""LangChain objects for LLaDA masked-diffusion models: ``ChatLLaDA`` (chat model with tool calling and
+schema-exact structured output) and ``LLaDALLM`` (completion LLM: forward, infill, backward)."""
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from langchain_llada.chat_models import ChatLLaDA
+from langchain_llada.llms import LLaDALLM
+
+__all__ = ["ChatLLaDA", "LLaDALLM"]

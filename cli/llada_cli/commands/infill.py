@@ -23,6 +23,14 @@ from llada_cli.genopts import generation_options, resolve_options
 @view_option
 @json_option()
 @click.pass_context
+@click.option(
+    "--schema",
+    "schema_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON-schema file: TEXT is the prompt, the output is a JSON object that always validates "
+    "(the skeleton is fixed text, the model writes the values).",
+)
 def infill(
     ctx: click.Context,
     text: str | None,
@@ -31,6 +39,7 @@ def infill(
     dtype: str,
     view: bool | None,
     as_json: bool,
+    schema_file: str | None = None,
 ) -> None:
     """Fill the masked spans of TEXT (read from stdin when omitted).
 
@@ -41,11 +50,15 @@ def infill(
     Examples:
       llada infill "Zapur lives in [MASK:2] and works as a [MASK]."
       llada infill "Zapur's parent is [MASK:auto]." --json
+      llada infill "Zapur lives in Duskmere." --schema person.json
     """
     from llada_sdk.canvas import parse_masked_text
 
     options = resolve_options(ctx)
     text = text_or_stdin(text, "TEXT")
+    if schema_file is not None:
+        _fill_schema(ctx, text, schema_file, model, device, dtype, options, as_json)
+        return
     try:
         parse_masked_text(text)  # checked before the model loads
     except ValueError as exc:
@@ -56,3 +69,32 @@ def infill(
     events = llm.stream_infill(text, options=options)
     waiting = "Choosing span lengths…" if "[MASK:auto]" in text else None
     emit_result(present(llm, events, live=wants_view(view, as_json), context=True, waiting=waiting), as_json)
+
+
+def _fill_schema(
+    ctx: click.Context,
+    text: str,
+    schema_file: str,
+    model: str | None,
+    device: str | None,
+    dtype: str,
+    options: object,
+    as_json: bool,
+) -> None:
+    """``--schema``: fill the JSON schema of ``schema_file`` from TEXT (``llada_sdk.structured``)."""
+    import json
+    from pathlib import Path
+
+    from llada_sdk.structured import fill_schema_result, skeleton
+
+    try:
+        schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
+        skeleton(schema)  # checked before the model loads
+    except (json.JSONDecodeError, ValueError, TypeError) as exc:
+        raise click.BadParameter(str(exc), ctx, param_hint="'--schema'") from exc
+    llm = load_model(model, device, dtype)
+    res = fill_schema_result(llm, text, schema, options=options)
+    if as_json:
+        click.echo(json.dumps({"text": res.text, "data": res.data, "fills": res.fills}, ensure_ascii=False))
+    else:
+        click.echo(res.text)

@@ -1,0 +1,181 @@
+"""Schema-exact structured output (llada_sdk.structured): skeletons, validity whatever the model writes,
+extraction with the bundled model, and errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal, Optional
+
+import pytest
+from pydantic import BaseModel, Field
+from typing_extensions import TypedDict
+
+from llada_sdk.canvas import parse_masked_text
+from llada_sdk.eval import random_schema_model
+from llada_sdk.structured import fill_schema, fill_schema_result, json_schema_of, skeleton
+from llada_sdk.tokenizer import Tokenizer
+
+BUNDLED = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
+
+COPYING = (
+    "model quality, measured: the shipped weights never saw tool rows (no tool call; extraction writes junk such as "
+    "Person(name='.', city='6 57', job='8 49 50')); the retrained run (runs/bundled-v2) writes the documented "
+    "format but does not copy unseen names (step 2000: lookup(name='Puth') for 'Naisaith', 0/5 held-out people) -- "
+    "the 1M-parameter model memorises the 600 synthetic people; TrainConfig.fresh_people is the proposed fix"
+)
+
+
+class Person(BaseModel):
+    name: str
+    city: str
+    job: str
+
+
+class Pet(BaseModel):
+    kind: Literal["cat", "dog"]
+    age: int = Field(ge=0, le=30)
+
+
+class Owner(BaseModel):
+    name: str = Field(max_length=5)
+    pets: list[Pet] = Field(max_length=2)
+    adult: bool
+    height: float = Field(gt=0.5, lt=2.5)
+    nick: Optional[str] = None  # noqa: UP045
+
+
+class Movie(TypedDict):
+    title: str
+    year: int
+
+
+class RandomLLM:
+    """Writes random allowed tokens in every span and picks random choices: "whatever the model writes"."""
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.tok = Tokenizer.from_dir(BUNDLED)
+        self.canvases: list[str] = []
+
+    def require_tokenizer(self) -> Tokenizer:
+        return self.tok
+
+    def infill(self, text: str, *, allowed_tokens: Any, options: Any = None, max_auto_length: int = 16) -> Any:
+        self.canvases.append(text)
+        spans = [p for p in parse_masked_text(text) if not isinstance(p, str)]
+        assert len(allowed_tokens) == len(spans)
+        fills = []
+        for ok in allowed_tokens:
+            ids = self.rng.choices(sorted(ok), k=self.rng.randint(1, max_auto_length))
+            fills.append(self.tok.decode(ids).strip())
+        return SimpleNamespace(fills=fills)
+
+    def choose(self, prompt: str, choices: list[str], **_: Any) -> Any:
+        return SimpleNamespace(index=self.rng.randrange(len(choices)))
+
+
+def test_the_skeleton_is_the_schema_as_json_text_with_a_span_per_value() -> None:
+    assert skeleton(Person) == '{"name": "[MASK:auto]", "city": "[MASK:auto]", "job": "[MASK:auto]"}'
+    assert skeleton(Owner, max_items=3) == (
+        '{"name": "[MASK:auto]", "pets": [{"kind": [CHOICE], "age": [MASK:auto]}, {"kind": [CHOICE], '
+        '"age": [MASK:auto]}], "adult": [CHOICE], "height": [MASK:auto], "nick": "[MASK:auto]"}'
+    )
+    assert skeleton(Movie) == '{"title": "[MASK:auto]", "year": [MASK:auto]}'
+
+
+def test_the_canvas_holds_the_prompt_then_the_skeleton_with_restricted_spans() -> None:
+    fake = RandomLLM(0)
+    fill_schema_result(fake, "Zapur lives in Duskmere. [MASK] stays literal.", Person)  # type: ignore[arg-type]
+    assert fake.canvases == [
+        'Zapur lives in Duskmere. \\[MASK] stays literal.\n{"name": "[MASK:auto]", "city": "[MASK:auto]", '
+        '"job": "[MASK:auto]"}'
+    ]
+
+
+@pytest.mark.parametrize("seed", range(50))
+def test_any_output_parses_and_validates_on_random_schemas(seed: int) -> None:
+    model = random_schema_model(random.Random(f"t{seed}"), f"S{seed}")
+    fake = RandomLLM(seed)
+    res = fill_schema_result(fake, "anything", model)  # type: ignore[arg-type]
+    assert isinstance(res.value, model)
+    assert model.model_validate_json(res.text) == res.value
+    assert json.loads(res.text) == res.data
+
+
+def test_any_output_validates_against_bounds_enums_and_lists() -> None:
+    for seed in range(30):
+        res = fill_schema_result(RandomLLM(seed), "x", Owner)  # type: ignore[arg-type]
+        owner = res.value
+        assert isinstance(owner, Owner) and len(owner.name) <= 5 and len(owner.pets) <= 2
+        assert all(p.kind in ("cat", "dog") and 0 <= p.age <= 30 for p in owner.pets)
+        assert 0.5 < owner.height < 2.5
+
+
+def test_json_schema_dicts_and_typeddicts_give_dicts() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "n": {"type": "integer", "minimum": 3, "maximum": 3}},
+        "required": ["ok", "n"],
+    }
+    out = fill_schema(RandomLLM(1), "x", schema)  # type: ignore[arg-type]
+    assert isinstance(out, dict) and out["n"] == 3 and isinstance(out["ok"], bool)
+    movie = fill_schema(RandomLLM(2), "x", Movie)  # type: ignore[arg-type]
+    assert set(movie) == {"title", "year"} and isinstance(movie["year"], int)
+    tool = {"type": "function", "function": {"name": "f", "parameters": schema}}
+    assert json_schema_of(tool) == schema
+
+
+def test_unsupported_schemas_are_refused_by_keyword() -> None:
+    with pytest.raises(ValueError, match=r"`schema` at \$.code uses `pattern`, which fill_schema does not support"):
+        skeleton({"type": "object", "properties": {"code": {"type": "string", "pattern": "^a"}}})
+    with pytest.raises(ValueError, match=r"`schema` at \$.d is an object without `properties` \(a free-form dict\)"):
+        skeleton({"type": "object", "properties": {"d": {"type": "object", "additionalProperties": True}}})
+    with pytest.raises(ValueError, match=r"`schema` is recursive through '#/\$defs/Node'"):
+        skeleton(
+            {
+                "$defs": {"Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}},
+                "$ref": "#/$defs/Node",
+            }
+        )
+    with pytest.raises(
+        TypeError,
+        match=r"`schema` must be a pydantic model, a TypedDict, a dataclass or a JSON-schema dict, got int: 3",
+    ):
+        json_schema_of(3)
+    with pytest.raises(TypeError, match=r"`prompt` must be a string, got int: 5"):
+        fill_schema(RandomLLM(0), 5, Person)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"`max_items` must be an integer >= 0, got -1"):
+        fill_schema(RandomLLM(0), "x", Person, max_items=-1)  # type: ignore[arg-type]
+
+
+@pytest.mark.xfail(reason=COPYING, strict=False)
+@pytest.mark.slow
+def test_the_bundled_model_extracts_a_person_it_never_saw(bundled: Any) -> None:
+    person = fill_schema(bundled, "Zibrou is a pilot who lives in Kelso.", Person)
+    assert person == Person(name="Zibrou", city="Kelso", job="pilot")
+
+
+def test_the_cli_fills_a_schema_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from llada_cli.main import cli
+
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer", "minimum": 0, "maximum": 120}},
+        "required": ["name", "age"],
+    }
+    path = tmp_path / "person.json"
+    path.write_text(json.dumps(schema))
+    result = CliRunner().invoke(cli, ["infill", "Zapur lives in Duskmere.", "--schema", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert set(out) == {"text", "data", "fills"} and json.loads(out["text"]) == out["data"]
+    assert isinstance(out["data"]["name"], str) and 0 <= out["data"]["age"] <= 120
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "string", "format": "date"}}}))
+    result = CliRunner().invoke(cli, ["infill", "x", "--schema", str(bad)])
+    assert result.exit_code == 2 and "`schema` at $.a uses `format`" in result.output
