@@ -205,6 +205,7 @@ def test_the_model_calls_the_tool_for_a_held_out_person_then_answers_from_the_re
     assert answer.content == f"{HELD_OUT.name} lives in {HELD_OUT.city}." and not answer.tool_calls
 
 
+@pytest.mark.slow
 def test_forced_tool_calls_are_schema_exact() -> None:
     weather = {
         "type": "function",
@@ -230,6 +231,7 @@ def test_forced_tool_calls_are_schema_exact() -> None:
     assert msg.tool_calls and msg.tool_calls[0]["name"] in ("weather", "lookup")
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(reason=COPYING, strict=False)
 def test_with_structured_output_returns_a_valid_instance() -> None:
     out = ChatLLaDA().with_structured_output(Person).invoke("Zibrou is a pilot who lives in Kelso.")

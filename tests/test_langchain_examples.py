@@ -19,6 +19,8 @@ COPYING = (
     "the 1M-parameter model memorises the 600 synthetic people; TrainConfig.fresh_people is the proposed fix"
 )
 
+pytestmark = pytest.mark.slow  # each example runs the model in a subprocess
+
 
 def run(name: str) -> list[str]:
     out = subprocess.run(

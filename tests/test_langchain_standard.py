@@ -79,6 +79,7 @@ class TestChatLLaDAUnit(ChatModelUnitTests):
         return {"model": "llada-tiny-kb", "device": "cpu"}
 
 
+@pytest.mark.slow  # the model-backed standard suite: minutes on a CPU; CI runs it with -m slow
 class TestChatLLaDAIntegration(ChatModelIntegrationTests):
     @property
     def chat_model_class(self) -> type[ChatLLaDA]:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # exports the bundled model first (~20 s); CI runs it with -m slow
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
