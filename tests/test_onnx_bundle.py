@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.slow  # exports the bundled model first (~20 s); CI runs it with -m slow
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
@@ -22,6 +21,7 @@ from llada_export.runtime import PLUGIN
 from llada_sdk.backend import register
 
 register(PLUGIN)
+pytestmark = pytest.mark.slow  # exports the bundled model first (~20 s); CI runs it with -m slow
 ROOT = Path(__file__).resolve().parents[1]
 
 
