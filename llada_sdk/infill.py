@@ -38,6 +38,16 @@ def _canvas(llm: LLaDA, parts: Sequence[str | Span], lengths: Sequence[int]) -> 
     )
 
 
+def _positions(spans: Sequence[Span], allowed: Allowed) -> dict[int, Collection[int]]:
+    """Canvas position -> allowed token ids, for the spans that have a constraint."""
+    out: dict[int, Collection[int]] = {}
+    for span, ids_ok in zip(spans, allowed):
+        if ids_ok is not None:
+            for p in range(span.start, span.start + (span.length or 0)):
+                out[p] = ids_ok
+    return out
+
+
 def _job(
     llm: LLaDA, parts: Sequence[str | Span], lengths: Sequence[int], opts: GenerationOptions, allowed: Allowed | None
 ) -> tuple[CanvasJob, list[Span]]:
@@ -45,13 +55,7 @@ def _job(
     first, last = spans[0].start, spans[-1].start + (spans[-1].length or 0)
     n_masks = sum(lengths)
     tok = llm.require_tokenizer()
-    positions: dict[int, Collection[int]] | None = None
-    if allowed is not None:
-        positions = {}
-        for span, ids_ok in zip(spans, allowed):
-            if ids_ok is not None:
-                for p in range(span.start, span.start + (span.length or 0)):
-                    positions[p] = ids_ok
+    positions = None if allowed is None else _positions(spans, allowed)
 
     def read(row: list[int]) -> tuple[str, str, int]:
         return tok.decode(row), "length", n_masks
@@ -101,9 +105,12 @@ def _decode_candidates(
 ) -> list[list[int]]:
     """The decoded canvas of each choice of span lengths. One batch (right-padded behind an attention
     mask, one token per step) when the options allow it; one canvas at a time otherwise."""
-    if allowed is not None or opts.steps is not None or opts.cache != "none":
+    if opts.steps is not None or opts.cache != "none":
         return [drain(_stream_once(llm, parts, c, opts, False, allowed))[0].ids for c in candidates]
     built = [_canvas(llm, parts, c) for c in candidates]
+    per_row = None
+    if allowed is not None:  # each row's spans sit at its own positions
+        per_row = [_positions(spans, allowed) for _, spans in built]
     L = max(len(ids) for ids, _ in built)
     eos = llm.config.eos_token_id
     rows = [ids + [eos] * (L - len(ids)) for ids, _ in built]
@@ -117,6 +124,7 @@ def _decode_candidates(
         steps=[max(sum(c) for c in candidates)],  # rows with fewer masks get zero-token steps at the end
         read=lambda row: ("", "length", 0),
         attention_mask=am,
+        allowed=per_row,
     )
     return [res.ids[: len(ids)] for res, (ids, _) in zip(drain(stream_canvas(llm.backend, job, opts)), built)]
 

@@ -34,7 +34,8 @@ class CanvasJob:
         read: ``row ids -> (text, finish_reason, completion tokens)`` of a finished row.
         answer: for answers (completion, chat): reads partial text for deltas and early stopping.
         attention_mask: ``[B, L]`` key-padding mask of left-padded rows, or None.
-        allowed: canvas position -> the token ids the model may write there (constrained spans).
+        allowed: canvas position -> the token ids the model may write there (constrained spans);
+            a list holds one such map per row.
         prompt_tokens: per row, the tokens that were given.
     """
 
@@ -45,7 +46,7 @@ class CanvasJob:
     read: Callable[[list[int]], tuple[str, str, int]]
     answer: AnswerReader | None = None
     attention_mask: list[list[int]] | None = None
-    allowed: dict[int, Collection[int]] | None = None
+    allowed: dict[int, Collection[int]] | list[dict[int, Collection[int]]] | None = None
     prompt_tokens: list[int] | None = None
 
 
@@ -66,25 +67,31 @@ def check_length(backend: Backend, length: int, what: str) -> None:
         )
 
 
-def _allowed_processor(backend: Backend, allowed: dict[int, Collection[int]]) -> LogitsProcessor:
-    """A logits processor that leaves only the allowed tokens at constrained positions."""
+def _allowed_processor(
+    backend: Backend, allowed: dict[int, Collection[int]] | list[dict[int, Collection[int]]]
+) -> LogitsProcessor:
+    """A logits processor that leaves only the allowed tokens at constrained positions (one map for
+    every row, or one per row when the rows' spans sit at different positions)."""
     ops = backend.ops
     masks: dict[frozenset[int], Array] = {}
-    by_pos: dict[int, frozenset[int]] = {p: frozenset(int(t) for t in ids) for p, ids in allowed.items()}
+    per_row = allowed if isinstance(allowed, list) else None
+    rows = [{p: frozenset(int(t) for t in ids) for p, ids in m.items()} for m in (per_row or [allowed])]  # type: ignore[list-item]
 
     def process(logits: Array, start: int) -> Array:
         V = logits.shape[-1]
-        for pos, ids in by_pos.items():
-            j = pos - start
-            if not 0 <= j < logits.shape[1]:
-                continue
-            if ids not in masks:
-                flags = [False] * V
-                for t in ids:
-                    if 0 <= t < V:
-                        flags[t] = True
-                masks[ids] = ops.asarray(flags, "bool", like=logits)
-            logits[:, j, :] = ops.where(masks[ids][None, :], logits[:, j, :], -float("inf"))
+        for r, by_pos in enumerate(rows):
+            for pos, ids in by_pos.items():
+                j = pos - start
+                if not 0 <= j < logits.shape[1]:
+                    continue
+                if ids not in masks:
+                    flags = [False] * V
+                    for t in ids:
+                        if 0 <= t < V:
+                            flags[t] = True
+                    masks[ids] = ops.asarray(flags, "bool", like=logits)
+                target = slice(None) if per_row is None else r
+                logits[target, j, :] = ops.where(masks[ids], logits[target, j, :], -float("inf"))
         return logits
 
     return process
