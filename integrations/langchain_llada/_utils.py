@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from langchain_core.language_models import LangSmithParams
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -98,6 +99,43 @@ class LLaDAParams(BaseModel):
             if isinstance(n, int) and n >= 1 and block is not None and n % block:
                 values["block_length"] = max(d for d in range(1, block + 1) if n % d == 0)
         return GenerationOptions.model_validate({**base.model_dump(), **values})
+
+    @classmethod
+    def from_llada(cls, llm: Any, **kwargs: Any) -> Any:
+        """Wrap an already loaded ``llada_sdk.LLaDA`` (shared through the model cache, not copied).
+
+        Args:
+            llm: the loaded model.
+            kwargs: other fields (``temperature``, ``max_tokens``...).
+
+        Returns:
+            The LangChain model.
+        """
+        from llada_sdk import LLaDA
+
+        if not isinstance(llm, LLaDA):
+            raise TypeError(f"`llm` must be a llada_sdk.LLaDA, got {type(llm).__name__}: {llm!r}")
+        return cls(model=register_model(llm), **kwargs)
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, **self.generation_options().model_dump(exclude_defaults=True)}
+
+    def _ls_params(
+        self, model_type: Literal["chat", "llm"], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> LangSmithParams:
+        """The LangSmith parameters of a call (``ls_model_type``: ``chat`` or ``llm``)."""
+        opts = self.generation_options(stop=stop)
+        params = LangSmithParams(
+            ls_provider="llada",
+            ls_model_name=str(kwargs.get("model") or self.model_name),
+            ls_model_type=model_type,
+            ls_temperature=kwargs.get("temperature", opts.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", opts.max_tokens),
+        )
+        if opts.stop:
+            params["ls_stop"] = list(opts.stop)
+        return params
 
 
 # ---------------------------------------------------------------------------------------------

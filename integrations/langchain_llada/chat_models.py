@@ -39,7 +39,6 @@ from langchain_llada._utils import (
     LLaDAParams,
     iterate_in_thread,
     load_model,
-    register_model,
     split_call_kwargs,
     to_llada_messages,
 )
@@ -177,43 +176,12 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
 
     # -- LangChain identity ----------------------------------------------------------------------
 
-    @classmethod
-    def from_llada(cls, llm: Any, **kwargs: Any) -> ChatLLaDA:
-        """Wrap an already loaded ``llada_sdk.LLaDA`` (shared through the model cache, not copied).
-
-        Args:
-            llm: the loaded model.
-            kwargs: other fields (``temperature``, ``max_tokens``...).
-
-        Returns:
-            The LangChain model.
-        """
-        from llada_sdk import LLaDA
-
-        if not isinstance(llm, LLaDA):
-            raise TypeError(f"`llm` must be a llada_sdk.LLaDA, got {type(llm).__name__}: {llm!r}")
-        return cls(model=register_model(llm), **kwargs)
-
     @property
     def _llm_type(self) -> str:
         return "chat-llada"
 
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, **self.generation_options().model_dump(exclude_defaults=True)}
-
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        opts = self.generation_options(stop=stop)
-        params = LangSmithParams(
-            ls_provider="llada",
-            ls_model_name=str(kwargs.get("model") or self.model_name),
-            ls_model_type="chat",
-            ls_temperature=kwargs.get("temperature", opts.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", opts.max_tokens),
-        )
-        if opts.stop:
-            params["ls_stop"] = list(opts.stop)
-        return params
+        return self._ls_params("chat", stop, kwargs)
 
     # -- tools and structured output -------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from langchain_llada._utils import (
     LLaDAParams,
     iterate_in_thread,
     load_model,
-    register_model,
     split_call_kwargs,
 )
 from llada_sdk.options import GenerationOptions
@@ -78,43 +77,12 @@ class LLaDALLM(LLaDAParams, BaseLLM):
     Stream: a chunk per finished block, reported through ``on_llm_new_token``.
     """
 
-    @classmethod
-    def from_llada(cls, llm: Any, **kwargs: Any) -> LLaDALLM:
-        """Wrap an already loaded ``llada_sdk.LLaDA`` (shared through the model cache, not copied).
-
-        Args:
-            llm: the loaded model.
-            kwargs: other fields (``temperature``, ``max_tokens``...).
-
-        Returns:
-            The LangChain model.
-        """
-        from llada_sdk import LLaDA
-
-        if not isinstance(llm, LLaDA):
-            raise TypeError(f"`llm` must be a llada_sdk.LLaDA, got {type(llm).__name__}: {llm!r}")
-        return cls(model=register_model(llm), **kwargs)
-
     @property
     def _llm_type(self) -> str:
         return "llada"
 
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.model_name, **self.generation_options().model_dump(exclude_defaults=True)}
-
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
-        opts = self.generation_options(stop=stop)
-        params = LangSmithParams(
-            ls_provider="llada",
-            ls_model_name=str(kwargs.get("model") or self.model_name),
-            ls_model_type="llm",
-            ls_temperature=kwargs.get("temperature", opts.temperature),
-            ls_max_tokens=kwargs.get("max_tokens", opts.max_tokens),
-        )
-        if opts.stop:
-            params["ls_stop"] = list(opts.stop)
-        return params
+        return self._ls_params("llm", stop, kwargs)
 
     def _resolve(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[Any, GenerationOptions, dict[str, Any]]:
         overrides, call = split_call_kwargs(dict(kwargs), _CALL_KWARGS)
