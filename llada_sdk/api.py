@@ -92,7 +92,10 @@ class LLaDA:
             mask_token_id, eos_token_id, eot_token_id: override the ids of config.json and the
                 tokenizer files (for checkpoints without tokenizer files).
             options: default generation options of the text calls.
-            backend_options: passed to a plugin backend's loader (e.g. ``providers=``).
+            backend_options: for the torch backend ``compile=True`` (decode through ``torch.compile``:
+                faster steps after a one-off compilation of tens of seconds) and ``prepack=True``
+                (CPU float32: linear weights reordered for oneDNN once at load, faster small cached
+                steps; inference only); a plugin backend's loader options otherwise (e.g. ``providers=``).
 
         Raises:
             ModelNotFoundError, CheckpointError, ConfigError: naming the file, tensor or key at fault.

@@ -51,6 +51,7 @@ class DecodeConfig:
     remasking: str
     threshold: float | None
     factor: float | None
+    entropy_bound: float | None
     logits_eos_inf: bool
     confidence_eos_eot_inf: bool
     reference_compat: bool
@@ -72,6 +73,7 @@ class DecodeConfig:
             remasking=options.remasking,
             threshold=options.threshold,
             factor=options.factor,
+            entropy_bound=options.entropy_bound,
             logits_eos_inf=options.logits_eos_inf,
             confidence_eos_eot_inf=options.confidence_eos_eot_inf,
             reference_compat=options.reference_compat,
@@ -84,6 +86,11 @@ class DecodeConfig:
         return cls.from_options(
             options, mask_id=config.mask_token_id, eos_id=config.eos_token_id, eot_id=config.eot_token_id
         )
+
+    @property
+    def parallel(self) -> bool:
+        """Whether a parallel-decoding rule (threshold, factor, entropy bound) sets each step's count."""
+        return self.threshold is not None or self.factor is not None or self.entropy_bound is not None
 
     @property
     def rules(self) -> policies.CandidateRules:
@@ -146,6 +153,10 @@ def _commit(
     seg = x[:, seg_start : seg_start + n]
     mask_index = seg == cfg.mask_id
     x0, conf = _candidates(out, cfg, generator)
+    if cfg.entropy_bound is not None and k is None:
+        if isinstance(out, tuple):
+            raise ValueError("`entropy_bound` needs a backend that returns logits, not fused candidates")
+        entropy = policies.entropy(out)  # of the logits the candidates came from (after the EOS/EOT rules)
     eligible = mask_index & (xp.arange(seg_start, seg_start + n, like=x) < end)[None, :]
     x0 = xp.where(mask_index, x0, seg)
     conf = xp.where(eligible, conf, -float("inf"))
@@ -155,8 +166,10 @@ def _commit(
         chosen = policies.select_threshold(conf, eligible, cfg.threshold)
     elif cfg.factor is not None:
         chosen = policies.select_factor(conf, eligible, cfg.factor)
+    elif cfg.entropy_bound is not None:
+        chosen = policies.select_entropy_bound(conf, entropy, eligible, cfg.entropy_bound)
     else:  # pragma: no cover - denoise always passes one of them
-        raise ValueError("a step needs a budget `k`, a `threshold` or a `factor`")
+        raise ValueError("a step needs a budget `k`, a `threshold`, a `factor` or an `entropy_bound`")
     seg[chosen] = x0[chosen]
     return chosen
 
@@ -182,7 +195,7 @@ def denoise(
         blocks: canvas ranges ``(start, end)`` in decoding order. A step may commit any masked
             position left of the current block's end (masks inside the prompt compete in every
             block, as in the reference); the step budget comes from the block's own masks.
-        steps_per_block: steps for each block. With ``cfg.threshold`` or ``cfg.factor`` set it is
+        steps_per_block: steps for each block. With a parallel rule (``cfg.parallel``) it is
             ignored: a block runs until its masks are gone, committing per step what the parallel
             rule allows (at least one position).
         cfg: the resolved settings.
@@ -211,7 +224,7 @@ def denoise(
     prompt_index = x != cfg.mask_id
     nfe = 0
     for b, ((start, end), steps) in enumerate(zip(blocks, steps_per_block)):
-        parallel = cfg.threshold is not None or cfg.factor is not None
+        parallel = cfg.parallel
         budget = None if parallel else policies.num_transfer_tokens(x[:, start:end] == cfg.mask_id, steps)
         past = None
         step = 0

@@ -333,8 +333,12 @@ def load_backend(
         loaded, tokenizer = found[chosen].load(folder, device=device, dtype=dtype, **backend_options)
         override_ids(loaded.config, ids.get("mask_token_id"), ids.get("eos_token_id"), ids.get("eot_token_id"))
         return loaded, tokenizer
+    compile, prepack = backend_options.pop("compile", False), backend_options.pop("prepack", False)
     if backend_options:
-        raise TypeError(f"unexpected keyword arguments for the torch backend: {sorted(backend_options)}")
+        raise TypeError(
+            f"unexpected keyword arguments for the torch backend: {sorted(backend_options)} "
+            "(it takes `compile` and `prepack`)"
+        )
     mask, eos, eot = ids.get("mask_token_id"), ids.get("eos_token_id"), ids.get("eot_token_id")
     config, tokenizer = read_checkpoint(folder, mask, eos, eot)
     from llada_sdk import _deps
@@ -342,4 +346,5 @@ def load_backend(
     _deps.require_torch()
     from llada_sdk.torch_backend import load_torch_backend
 
-    return load_torch_backend(folder, config, device=device, dtype=dtype), tokenizer
+    backend_ = load_torch_backend(folder, config, device=device, dtype=dtype, compile=compile, prepack=prepack)
+    return backend_, tokenizer

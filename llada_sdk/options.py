@@ -11,6 +11,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 Remasking = Literal["low_confidence", "random"]
+PARALLEL_RULES = ("threshold", "factor", "entropy_bound")
+"""The parallel-decoding rules (``GenerationOptions`` fields; at most one is set)."""
 
 
 class GenerationOptions(BaseModel):
@@ -65,6 +67,15 @@ class GenerationOptions(BaseModel):
         description="Parallel decoding, Fast-dLLM's factor rule: commit the n most confident masked positions "
         "while (n + 1) * (1 - confidence of the n-th) < factor (at least one per step); `steps` is then ignored.",
     )
+    entropy_bound: float | None = Field(
+        None,
+        gt=0.0,
+        le=100.0,
+        allow_inf_nan=False,
+        description="Parallel decoding, the EB-sampler rule (Ben-Hamu et al. 2025): commit the most confident masked "
+        "positions while the sum of their entropies minus the largest stays <= this bound, in nats (at least one per "
+        "step); `steps` is then ignored.",
+    )
     cache: Literal["none", "prefix", "dual"] = Field(
         "none",
         description="Fast-dLLM approximate KV cache: 'prefix' reuses the keys/values left of the block, 'dual' also "
@@ -103,9 +114,11 @@ class GenerationOptions(BaseModel):
                 f"`cache` does not support classifier-free guidance: set `cfg_scale` to 0 (got {self.cfg_scale}) "
                 f"or `cache` to 'none' (got {self.cache!r})"
             )
-        if self.threshold is not None and self.factor is not None:
+        rules = {n: getattr(self, n) for n in PARALLEL_RULES if getattr(self, n) is not None}
+        if len(rules) > 1:
+            given = ", ".join(f"`{n}` ({v})" for n, v in rules.items())
             raise ValueError(
-                f"`threshold` ({self.threshold}) and `factor` ({self.factor}) are two parallel-decoding rules: set one"
+                f"{given} are parallel-decoding rules ({', '.join(PARALLEL_RULES)}): set at most one of them"
             )
         if self.steps is not None and self.steps > self.max_tokens:
             raise ValueError(
@@ -116,12 +129,17 @@ class GenerationOptions(BaseModel):
             raise ValueError(f"`stop` sequences must not be empty (item {empty[0]} is ''); use [] for no stop sequence")
         steps = self.steps or self.max_tokens
         blocks = self.max_tokens // block
-        if self.threshold is None and self.factor is None and steps % blocks:
+        if self.parallel_rule is None and steps % blocks:
             raise ValueError(
                 f"`steps` ({steps}) must be divisible by the number of blocks "
                 f"(`max_tokens` / `block_length` = {blocks})"
             )
         return self
+
+    @property
+    def parallel_rule(self) -> str | None:
+        """The parallel-decoding rule in use (``"threshold"``, ``"factor"``, ``"entropy_bound"``), or None."""
+        return next((n for n in PARALLEL_RULES if getattr(self, n) is not None), None)
 
     @property
     def resolved_steps(self) -> int:

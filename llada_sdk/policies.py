@@ -163,6 +163,40 @@ def select_factor(confidence: Array, masked: Array, factor: float) -> Array:
     return xp.concat(rows, 0)
 
 
+def entropy(logits: Array) -> Array:
+    """Entropy in nats of ``softmax(logits)`` at every position, float32 ``[B, L]`` (-inf logits count 0)."""
+    xp = ops_for(logits)
+    logits = xp.astype(logits, "float32")
+    p = xp.softmax(logits, -1)
+    logp = xp.where(p > 0, xp.log_softmax(logits, -1), 0.0)
+    out: Array = -(p * logp).sum(-1)
+    return out
+
+
+def select_entropy_bound(confidence: Array, entropy: Array, masked: Array, bound: float) -> Array:
+    """Bool ``[B, L]``: the EB-sampler rule (Ben-Hamu et al. 2025). Per row, with the masked positions
+    ordered by confidence (descending, ties to the lower index), commit the longest prefix whose entropies
+    satisfy ``sum(H) - max(H) <= bound`` -- and at least one position.
+
+    ``sum(H) - max(H)`` bounds the dependence between the tokens committed together, so a step writes
+    many positions only when their predictions are nearly deterministic; ``bound`` is the error
+    tolerance in nats (small: closer to one token per step).
+    """
+    xp = ops_for(confidence)
+    rows = []
+    for row in range(confidence.shape[0]):
+        conf, ent = confidence[row].tolist(), entropy[row].tolist()
+        order = sorted((i for i, m in enumerate(masked[row].tolist()) if m), key=lambda i: (-conf[i], i))
+        n, total, top = 0, 0.0, 0.0
+        for i in order:
+            total, top = total + ent[i], max(top, ent[i])
+            if n > 0 and total - top > bound:
+                break
+            n += 1
+        rows.append(xp.topk_mask(confidence[row], n)[None, :])
+    return xp.concat(rows, 0)
+
+
 def classifier_free_guidance(cond: Array, uncond: Array, scale: float) -> Array:
     """``uncond + (scale + 1) * (cond - uncond)`` (the reference's unsupervised CFG)."""
     return uncond + (scale + 1) * (cond - uncond)

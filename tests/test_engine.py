@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -62,15 +63,41 @@ def test_factor_rule_by_hand() -> None:
     assert np_chosen.tolist() == chosen.tolist()
 
 
+def test_entropy_bound_rule_by_hand() -> None:
+    # masked positions by confidence: 1 (0.99, H 0.1), 3 (0.9, H 0.4), 0 (0.8, H 0.7), 2 (0.3, H 2.0)
+    conf = torch.tensor([[0.8, 0.99, 0.3, 0.9, 0.95]])
+    ent = torch.tensor([[0.7, 0.1, 2.0, 0.4, 0.0]])
+    masked = torch.tensor([[True, True, True, True, False]])
+    conf = torch.where(masked, conf, -torch.inf)
+    # prefix sums minus max: {1}: 0; {1,3}: 0.1; {1,3,0}: 0.5; {1,3,0,2}: 1.2
+    expect = {0.05: [1], 0.2: [1, 3], 0.45: [1, 3], 0.6: [0, 1, 3], 1.3: [0, 1, 2, 3]}
+    for bound, picked in expect.items():
+        chosen = policies.select_entropy_bound(conf, ent, masked, bound)
+        assert torch.nonzero(chosen[0]).flatten().tolist() == picked, bound
+        np_chosen = policies.select_entropy_bound(conf.numpy(), ent.numpy(), masked.numpy(), bound)
+        assert np_chosen.tolist() == chosen.tolist()
+    nothing = torch.zeros_like(masked)
+    assert not policies.select_entropy_bound(conf, ent, nothing, 1.0).any()
+
+
+def test_entropy_in_nats() -> None:
+    logits = torch.tensor([[[0.0, 0.0, 0.0, 0.0], [0.0, -torch.inf, -torch.inf, -torch.inf]]])
+    for arr in (logits, logits.numpy()):
+        h = policies.entropy(arr)
+        assert abs(float(h[0, 0]) - math.log(4)) < 1e-6 and float(h[0, 1]) == 0.0
+
+
 def test_parallel_rules_decode_the_bundled_answer_in_fewer_passes(bundled: Any) -> None:
     msgs = [{"role": "user", "content": "Where does Zapur live?"}]
     one = bundled.chat(msgs, max_tokens=32, block_length=32, early_stop=False)
-    for rule in ({"threshold": 0.9}, {"factor": 1.0}):
+    for rule in ({"threshold": 0.9}, {"factor": 1.0}, {"entropy_bound": 0.5}):
         fast = bundled.chat(msgs, max_tokens=32, block_length=32, **rule)
         assert fast.text == one.text == "Zapur lives in Duskmere."
         assert fast.forward_passes * 3 <= one.forward_passes, (rule, fast.forward_passes)
-    with pytest.raises(ValueError, match="two parallel-decoding rules"):
+    with pytest.raises(ValueError, match=r"`threshold` \(0.9\), `factor` \(1.0\) are parallel-decoding rules"):
         bundled.chat(msgs, threshold=0.9, factor=1.0)
+    with pytest.raises(ValueError, match="set at most one"):
+        bundled.chat(msgs, factor=1.0, entropy_bound=0.5)
 
 
 def test_classifier_free_guidance_formula() -> None:

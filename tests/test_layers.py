@@ -9,7 +9,7 @@ from pathlib import Path
 ROOT = Path(__file__).parent.parent
 UPPER = ("llada_cli", "llada_export", "langchain_llada")
 # the core modules that may import torch at module level: the model and what only makes sense with it
-TORCH_MODULES = {"model.py", "torch_backend.py", "training.py"}
+TORCH_MODULES = {"model.py", "torch_backend.py", "training.py", "decode_bench.py"}
 
 
 def _imports(tree: ast.AST, module_level_only: bool) -> list[tuple[int, str]]:

@@ -74,7 +74,12 @@ def test_results_and_streams_report_the_providers_in_use(kb: Any) -> None:
 
 def test_onnx_and_torch_agree_on_sampled_and_guided_calls(kb: Any, bundled: Any) -> None:
     # not the fused graph: temperature, CFG and random remasking go through the logits graph + numpy
-    for kw in ({"cfg_scale": 1.0}, {"threshold": 0.9}, {"logits_eos_inf": True, "confidence_eos_eot_inf": True}):
+    for kw in (
+        {"cfg_scale": 1.0},
+        {"threshold": 0.9},
+        {"entropy_bound": 0.5, "cache": "dual"},
+        {"logits_eos_inf": True, "confidence_eos_eot_inf": True},
+    ):
         assert kb.complete("Kikouguth works as a", **kw).text == bundled.complete("Kikouguth works as a", **kw).text, kw
     assert kb.complete("count: 3 4 5", temperature=0.5, seed=1).text.startswith(" 6")
 

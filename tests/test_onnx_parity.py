@@ -148,8 +148,15 @@ def test_greedy_runs_use_the_fused_graph_and_others_the_logits_graph(onnx_llm: A
 
     assert isinstance(pick(), GreedyPredictor)
     assert isinstance(pick(threshold=0.9), GreedyPredictor)  # selection stays on the host
-    for kw in ({"temperature": 0.5}, {"cfg_scale": 1.0}, {"remasking": "random"}, {"logits_eos_inf": True}):
+    for kw in (
+        {"temperature": 0.5},
+        {"cfg_scale": 1.0},
+        {"remasking": "random"},
+        {"logits_eos_inf": True},
+        {"entropy_bound": 0.5},  # reads each position's entropy
+    ):
         assert isinstance(pick(**kw), LogitsPredictor), kw
+    assert not pick(cache="dual", entropy_bound=0.5).fused
     cached = pick(cache="dual")
     assert isinstance(cached, CachedPredictor) and isinstance(cached, CachedMaskPredictor) and cached.fused
     assert not pick(cache="prefix", confidence_eos_eot_inf=True).fused

@@ -22,6 +22,7 @@ NON_DEFAULT: dict[str, tuple[list[str], Any]] = {
     "remasking": (["--remasking", "random"], "random"),
     "threshold": (["--threshold", "0.9"], 0.9),
     "factor": (["--factor", "1.5"], 1.5),
+    "entropy_bound": (["--entropy-bound", "0.5"], 0.5),
     "cache": (["--cache", "prefix"], "prefix"),
     "logits_eos_inf": (["--logits-eos-inf"], True),
     "confidence_eos_eot_inf": (["--confidence-eos-eot-inf"], True),

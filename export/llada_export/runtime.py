@@ -305,6 +305,8 @@ class OnnxBackend:
             return False
         if decode.temperature != 0 or decode.cfg_scale > 0 or decode.remasking != "low_confidence":
             return False
+        if decode.entropy_bound is not None:  # the rule reads each position's entropy: it needs the logits
+            return False
         if (
             decode.logits_eos_inf != policy.logits_eos_inf
             or decode.confidence_eos_eot_inf != policy.confidence_eos_eot_inf
@@ -439,7 +441,8 @@ def load_bundle(
         providers: an ordered provider list (see ``llada_export.providers.parse_providers``).
         strict: raise ``ProviderUnavailableError`` when the first requested provider is not used.
         threads: onnxruntime intra-op threads (None: onnxruntime's default).
-        **ignored: loader options of other backends (e.g. ``revision``), accepted and unused.
+        **ignored: loader options of other backends (e.g. ``revision``), accepted and unused, except
+            ``compile=True`` / ``prepack=True`` (torch options: TypeError).
 
     Raises:
         CheckpointError: a missing, corrupt or mismatching file of the bundle (naming it).
@@ -448,6 +451,9 @@ def load_bundle(
     """
     from llada_sdk.tokenizer import Tokenizer
 
+    for name in ("compile", "prepack"):
+        if ignored.get(name):
+            raise TypeError(f"`{name}` is a torch-backend option; onnxruntime optimises and packs the graph itself")
     folder = Path(folder).expanduser()
     sidecar = Sidecar.read(folder)
     if dtype is not None and str(dtype) != "auto":

@@ -66,6 +66,7 @@ class LLaDAParams(BaseModel):
     remasking: Literal["low_confidence", "random"] | None = Field(default=None, description=_describe("remasking"))
     threshold: float | None = Field(default=None, description=_describe("threshold"))
     factor: float | None = Field(default=None, description=_describe("factor"))
+    entropy_bound: float | None = Field(default=None, description=_describe("entropy_bound"))
     cache: Literal["none", "prefix", "dual"] | None = Field(default=None, description=_describe("cache"))
     logits_eos_inf: bool | None = Field(default=None, description=_describe("logits_eos_inf"))
     confidence_eos_eot_inf: bool | None = Field(default=None, description=_describe("confidence_eos_eot_inf"))

@@ -1,4 +1,5 @@
-"""``llada bench``: torch eager and onnxruntime side by side (``llada_export.bench``; needs torch, onnx)."""
+"""``llada bench``: torch eager and onnxruntime side by side (``llada_export.bench``; needs torch, onnx),
+or with ``--decode`` the decoding benchmark (``llada_sdk.decode_bench``; needs torch)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ import click
     short_help="Forward time and tokens/s: torch eager vs onnxruntime (each precision).",
     context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
 )
+@click.option(
+    "--decode",
+    is_flag=True,
+    help="Benchmark decoding instead: caches x parallel rules, the matmul ceiling, the engine's overhead "
+    "(`llada bench --decode -- --help` lists its options: --gen, --medium-gen, --eval, --compile ...).",
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def bench(args: tuple[str, ...]) -> None:
+def bench(decode: bool, args: tuple[str, ...]) -> None:
     """Benchmark torch eager and onnxruntime in one run: every ARG goes to python -m llada_export.bench.
 
     Exports the bundled model and the medium config (168M parameters, random weights) to temporary
@@ -21,7 +28,13 @@ def bench(args: tuple[str, ...]) -> None:
     \b
     Example:
       llada bench --threads 2 --models bundled --shapes 1x128
+      llada bench --decode --gen 64 256 --eval
     """
+    if decode:
+        from llada_sdk.decode_bench import main as decode_main
+
+        decode_main(list(args), prog="llada bench --decode")
+        return
     from llada_export.bench import main
 
     main(list(args), prog="llada bench")

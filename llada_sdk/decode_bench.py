@@ -1,0 +1,339 @@
+"""Decoding speed side by side (``llada bench --decode``; ``benchmarks/decode.py`` runs the same).
+
+One run prints, measured in that run:
+
+- the float32 matmul rate of the machine: a full-canvas shape (the ceiling) and a block-sized one;
+- the medium model's full forward and its 32-token dual-cache step, in GFLOP/s and as a share of
+  that ceiling (how close a small cached call gets to the machine's matmul rate);
+- the engine's own cost per step (a predictor that costs nothing) against the model's cached step;
+- forward passes, seconds, tokens/s and speed-up for no cache / prefix / dual x fixed steps and the
+  parallel rules (threshold, factor, entropy bound), at several lengths, on the medium config (random
+  weights: only fixed steps by default, its confidences are meaningless) and on the bundled model;
+- with ``--eval``: the bundled model's accuracy on every core eval task and its forward passes, per rule;
+- with ``--prepack``: the same with the linear weights reordered for oneDNN once (``prepack=True``);
+- with ``--compile``: the same decodes through ``torch.compile`` (and what compiling cost).
+
+Imports torch (it measures it). Ratios are only meaningful within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import resource
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from llada_sdk.config import LLaDAConfig, medium_config
+from llada_sdk.engine import DecodeConfig, denoise
+from llada_sdk.model import LLaDAModel
+from llada_sdk.options import GenerationOptions
+
+RULES: dict[str, dict[str, Any]] = {
+    "fixed": {},
+    "threshold 0.9": {"threshold": 0.9},
+    "factor 1.0": {"factor": 1.0},
+    "entropy 0.5": {"entropy_bound": 0.5},
+}
+CACHES = ("none", "prefix", "dual")
+CORE_TASKS = (
+    "infill_city",
+    "infill_count_heldout",
+    "complete_forward_city",
+    "complete_forward_parent",
+    "reverse_parent",
+    "reverse_parent_auto",
+    "infill_two_auto",
+    "chat_trained",
+    "chat_second_turn",
+    "chat_heldout_people",
+)
+
+
+def matmul_rate(m: int, k: int, n: int) -> float:
+    """GFLOP/s of a float32 ``[m, k] @ [k, n]`` matmul, best of 5 rounds."""
+    a, b = torch.randn(m, k), torch.randn(k, n)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(5):
+            a @ b
+        best = min(best, (time.perf_counter() - t) / 5)
+    return 2 * m * k * n / best / 1e9
+
+
+def forward_flops(cfg: LLaDAConfig, n: int, keys: int) -> float:
+    """Multiply-add FLOPs of a forward over ``n`` query positions attending to ``keys`` positions."""
+    assert cfg.mlp_hidden_size is not None and cfg.n_kv_heads is not None and cfg.embedding_size is not None
+    d, kv = cfg.d_model, cfg.n_kv_heads * cfg.head_dim
+    per_layer = 2 * n * (2 * d * d + 2 * d * kv) + 2 * n * 3 * d * cfg.mlp_hidden_size + 4 * n * keys * d
+    return float(cfg.n_layers * per_layer + 2 * n * d * cfg.embedding_size)
+
+
+def best_seconds(fn: Callable[[], object], repeat: int = 5) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def step_efficiency(model: LLaDAModel, length: int, block: int, ceiling: float, runtime: str = "eager") -> list[str]:
+    """Rows: the full forward and a ``block``-token dual-cache step over a canvas of ``length``."""
+    cfg = model.config
+    x = torch.randint(0, cfg.vocab_size - 2, (1, length))
+    with torch.inference_mode():
+        full = best_seconds(lambda: model(x))
+        _, cache = model.forward_cached(x)
+        start = length - 2 * block
+        step = best_seconds(lambda: model.forward_cached(x[:, start : start + block], cache, start))
+    rows = []
+    for name, n, seconds in (("full forward", length, full), (f"{block}-token dual-cache step", block, step)):
+        rate = forward_flops(cfg, n, length) / seconds / 1e9
+        rows.append(
+            f"| {runtime} | {name} | 1x{n} over {length} keys | {seconds * 1e3:.1f} | {rate:.1f} | "
+            f"{100 * rate / ceiling:.0f} % |"
+        )
+    return rows
+
+
+def decode(
+    predictor: Any,
+    mask_id: int,
+    prompt: torch.Tensor,
+    gen: int,
+    block: int,
+    steps: int,
+    cache: str,
+    rule: dict[str, Any],
+) -> tuple[float, int, torch.Tensor]:
+    """One decode of ``gen`` tokens after ``prompt`` through the engine: seconds, forward passes, canvas."""
+    opts = GenerationOptions(max_tokens=gen, block_length=block, steps=steps, cache=cache, **rule)
+    cfg = DecodeConfig.from_options(opts, mask_id=mask_id)
+    x = torch.cat([prompt, torch.full((1, gen), mask_id)], dim=1)
+    n_blocks = gen // block
+    blocks = [(prompt.shape[1] + i * block, prompt.shape[1] + (i + 1) * block) for i in range(n_blocks)]
+    t = time.perf_counter()
+    events = list(denoise(predictor, x, blocks, [steps // n_blocks] * n_blocks, cfg))
+    return time.perf_counter() - t, events[-1].forward_passes, x
+
+
+def table(
+    predictors: dict[str, Any],
+    mask_id: int,
+    prompt: torch.Tensor,
+    gens: Sequence[int],
+    block: int,
+    rules: Sequence[str],
+    steps_for: Callable[[int], int],
+) -> list[str]:
+    """Rows for every length x runtime x cache x rule; speed-up against the first row of each length."""
+    rows = [
+        "| new tokens | runtime | cache | rule | forward passes | seconds | tokens/s | speed-up | same tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for gen in gens:
+        base: tuple[float, torch.Tensor] | None = None
+        for runtime, predictor in predictors.items():
+            for cache in CACHES:
+                for rule in rules:
+                    seconds, nfe, x = decode(predictor, mask_id, prompt, gen, block, steps_for(gen), cache, RULES[rule])
+                    if base is None:
+                        base = (seconds, x)
+                    same = "yes" if torch.equal(x, base[1]) else "no"
+                    rows.append(
+                        f"| {gen} | {runtime} | {cache} | {rule} | {nfe} | {seconds:.2f} | {gen / seconds:.1f} | "
+                        f"{base[0] / seconds:.2f}x | {same} |"
+                    )
+                    print(rows[-1], flush=True)  # noqa: T201 - progress of a long run
+    return rows
+
+
+class ZeroCost:
+    """A predictor that costs nothing: the same preallocated logits every call (cached or not)."""
+
+    def __init__(self, vocab: int, length: int) -> None:
+        self.logits = torch.randn(1, length, vocab)
+
+    def __call__(self, ids: torch.Tensor, attention_mask: Any = None) -> torch.Tensor:
+        return self.logits[:, : ids.shape[1]].clone()
+
+    def forward_cached(self, ids: torch.Tensor, past: Any = None, start: int = 0) -> tuple[torch.Tensor, Any]:
+        return self.logits[:, : ids.shape[1]].clone(), past
+
+
+def overhead(model: LLaDAModel, prompt: torch.Tensor, gen: int, block: int) -> str:
+    """The engine's per-step cost with a zero-cost predictor vs the model's dual-cache step."""
+    cfg = model.config
+    assert cfg.embedding_size is not None
+    zero = ZeroCost(cfg.embedding_size, prompt.shape[1] + gen)
+    with torch.inference_mode():
+        z_seconds, z_nfe, _ = decode(zero, cfg.mask_token_id, prompt, gen, block, gen, "dual", {})
+        m_seconds, m_nfe, _ = decode(model, cfg.mask_token_id, prompt, gen, block, gen, "dual", {})
+    per_zero, per_model = z_seconds / z_nfe * 1e3, m_seconds / m_nfe * 1e3
+    return (
+        f"engine overhead per step: {per_zero:.2f} ms (zero-cost predictor, incl. its clone) vs "
+        f"{per_model:.1f} ms per dual-cache step of the medium model = {100 * per_zero / per_model:.1f} %"
+    )
+
+
+def rule_accuracy(llm: Any, rules: Sequence[str]) -> list[str]:
+    """Rows: per rule, the forward passes of the whole core eval and every task's accuracy."""
+    from llada_sdk.eval import evaluate
+
+    calls = [0]
+    model = llm.backend.model
+    hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    original = llm.options
+    rows = [
+        "| rule | forward passes | fewer than fixed | " + " | ".join(CORE_TASKS) + " |",
+        "|---|---|---|" + "---|" * len(CORE_TASKS),
+    ]
+    base = None
+    try:
+        for rule in rules:
+            llm.options = original.model_copy(update=RULES[rule])
+            calls[0] = 0
+            report = evaluate(llm, tasks=list(CORE_TASKS))
+            base = base or calls[0]
+            accs = " | ".join(f"{100 * report[t]['accuracy']:.1f}" for t in CORE_TASKS)
+            rows.append(f"| {rule} | {calls[0]} | {base / calls[0]:.2f}x | {accs} |")
+            print(rows[-1], flush=True)  # noqa: T201 - progress of a long run
+    finally:
+        hook.remove()
+        llm.options = original
+    return rows
+
+
+def run(
+    threads: int = 2,
+    gens: Sequence[int] = (64, 256),
+    medium_gens: Sequence[int] = (64,),
+    medium_rules: Sequence[str] = ("fixed",),
+    prompt_len: int = 64,
+    block: int = 32,
+    medium_steps: int = 128,
+    evaluate_rules: bool = False,
+    compile: bool = False,
+    prepack: bool = False,
+) -> str:
+    """The whole report as markdown (also printed row by row while it runs)."""
+    from llada_sdk import LLaDA
+
+    torch.set_num_threads(threads)
+    medium_cfg = medium_config()
+    assert medium_cfg.mlp_hidden_size is not None
+    out = [f"threads={threads}, float32, torch {torch.__version__}", ""]
+    d, f = medium_cfg.d_model, medium_cfg.mlp_hidden_size
+    ceiling = matmul_rate(512, d, f)
+    small = matmul_rate(block, d, f)
+    out += [
+        f"matmul ceiling (512 x {d} @ {d} x {f}): {ceiling:.1f} GFLOP/s; the block's shape "
+        f"({block} x {d} @ {d} x {f}): {small:.1f} GFLOP/s ({100 * small / ceiling:.0f} %)",
+        "",
+    ]
+    torch.manual_seed(0)
+    medium = LLaDAModel(medium_cfg).eval()
+    length = prompt_len + max(medium_gens)
+    predictors: dict[str, Any] = {"eager": medium}
+    if prepack:
+        from llada_sdk.torch_backend import prepack_linears
+
+        packed = copy.deepcopy(medium)
+        prepack_linears(packed)
+        predictors["prepacked"] = packed
+    out += ["| runtime | medium model call | shape | ms | GFLOP/s | of the ceiling |", "|---|---|---|---|---|---|"]
+    for runtime, predictor in predictors.items():
+        out += step_efficiency(predictor, length, block, ceiling, runtime)
+    prompt = torch.randint(0, medium_cfg.vocab_size - 2, (1, prompt_len))
+    out += ["", overhead(medium, prompt, 64, block), ""]
+    print("\n".join(out), flush=True)  # noqa: T201 - progress of a long run
+    if compile:
+        from llada_sdk.torch_backend import CompiledPredictor
+
+        compiled = CompiledPredictor(medium)
+        with torch.inference_mode():
+            t = time.perf_counter()
+            decode(compiled, medium_cfg.mask_token_id, prompt, 2 * block, block, 2 * block, "dual", {})
+            decode(compiled, medium_cfg.mask_token_id, prompt, 2 * block, block, 2 * block, "none", {})
+            out.append(f"torch.compile (forward + cached forward, first calls): {time.perf_counter() - t:.1f} s")
+        predictors["compiled"] = compiled
+    out += [
+        "",
+        f"medium config (random weights): prompt {prompt_len}, blocks of {block}, "
+        f"{medium_steps} steps (fewer when shorter)",
+    ]
+    with torch.inference_mode():
+        out += table(
+            predictors,
+            medium_cfg.mask_token_id,
+            prompt,
+            medium_gens,
+            block,
+            medium_rules,
+            lambda g: min(g, medium_steps),
+        )
+    llm = LLaDA.from_pretrained(None, device="cpu", dtype="float32", backend="torch")
+    model: Any = getattr(llm.backend, "model")  # noqa: B009 - the torch backend's model
+    tok = llm.require_tokenizer()
+    small_prompt = torch.tensor([llm.bos_ids + tok.encode("Zapur lives in Duskmere and works as a weaver. " * 2)])
+    bundled: dict[str, Any] = {"eager": model}
+    if prepack:
+        from llada_sdk.torch_backend import prepack_linears
+
+        bundled["prepacked"] = copy.deepcopy(model)
+        prepack_linears(bundled["prepacked"])
+    if compile:
+        from llada_sdk.torch_backend import CompiledPredictor
+
+        bundled["compiled"] = CompiledPredictor(model)
+        with torch.inference_mode():  # compile outside the timed rows
+            decode(bundled["compiled"], llm.config.mask_token_id, small_prompt, 2 * block, block, 2 * block, "dual", {})
+            decode(bundled["compiled"], llm.config.mask_token_id, small_prompt, 2 * block, block, 2 * block, "none", {})
+    out += ["", f"bundled model: prompt {small_prompt.shape[1]}, blocks of {block}, one token per step (fixed)"]
+    with torch.inference_mode():
+        out += table(bundled, llm.config.mask_token_id, small_prompt, gens, block, list(RULES), lambda g: g)
+    if evaluate_rules:
+        out += ["", "bundled model, core eval per rule (default options otherwise; accuracy %):"]
+        out += rule_accuracy(llm, list(RULES))
+    out += ["", f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None, prog: str = "llada bench --decode") -> None:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--gen", type=int, nargs="+", default=[64, 256], help="new tokens, bundled model")
+    parser.add_argument("--medium-gen", type=int, nargs="+", default=[64], help="new tokens, medium config")
+    parser.add_argument(
+        "--medium-rules", nargs="+", default=["fixed"], choices=list(RULES), help="rules on the medium config"
+    )
+    parser.add_argument("--medium-steps", type=int, default=128, help="steps of a medium decode (at most its tokens)")
+    parser.add_argument("--prompt", type=int, default=64, help="prompt tokens, medium config")
+    parser.add_argument("--block", type=int, default=32)
+    parser.add_argument("--eval", action="store_true", help="the bundled model's eval accuracy per rule")
+    parser.add_argument("--compile", action="store_true", help="also decode through torch.compile")
+    parser.add_argument("--prepack", action="store_true", help="also decode with oneDNN-prepacked linear weights")
+    args = parser.parse_args(argv)
+    report = run(
+        threads=args.threads,
+        gens=args.gen,
+        medium_gens=args.medium_gen,
+        medium_rules=args.medium_rules,
+        prompt_len=args.prompt,
+        block=args.block,
+        medium_steps=args.medium_steps,
+        evaluate_rules=args.eval,
+        compile=args.compile,
+        prepack=args.prepack,
+    )
+    print("\n" + report)  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
