@@ -102,6 +102,48 @@ def step_efficiency(model: LLaDAModel, length: int, block: int, ceiling: float, 
     return rows
 
 
+def fusion_probe(cfg: LLaDAConfig, block: int) -> str:
+    """Whether fusing projections would help a ``block``-token step: q/k/v as three matmuls vs one
+    ``[3d, d]`` matmul, and the SwiGLU gate/up as two vs one ``[2f, d]`` (plain and oneDNN-prepacked)."""
+    assert cfg.mlp_hidden_size is not None
+    d, f = cfg.d_model, cfg.mlp_hidden_size
+    x = torch.randn(block, d)
+    parts = []
+    for name, shapes in (("q/k/v", [d, d, d]), ("gate/up", [f, f])):
+        ws = [torch.randn(n, d) for n in shapes]
+        fused = torch.cat(ws)
+        for kind, prep in (("plain", lambda w: w), ("prepacked", _pack)):
+            if kind == "prepacked" and not _can_pack():
+                continue
+            pw, pf = [prep(w) for w in ws], prep(fused)
+            apply = _linear if kind == "plain" else _packed_linear
+            with torch.inference_mode():
+                apart = best_seconds(lambda pw=pw, apply=apply: [apply(x, w) for w in pw])
+                together = best_seconds(lambda pf=pf, apply=apply: apply(x, pf))
+            parts.append(f"{name} {kind}: {apart * 1e3:.2f} ms apart, {together * 1e3:.2f} ms fused ({apart / together:.2f}x)")
+    return f"fused projections at {block} tokens: " + "; ".join(parts)
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.linear(x, w)
+
+
+def _can_pack() -> bool:
+    from llada_sdk.torch_backend import prepack_available
+
+    return prepack_available()
+
+
+def _pack(w: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = torch.ops.mkldnn._reorder_linear_weight(w)
+    return out
+
+
+def _packed_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+    return out
+
+
 def decode(
     predictor: Any,
     mask_id: int,
@@ -251,7 +293,7 @@ def run(
     for runtime, predictor in predictors.items():
         out += step_efficiency(predictor, length, block, ceiling, runtime)
     prompt = torch.randint(0, medium_cfg.vocab_size - 2, (1, prompt_len))
-    out += ["", overhead(medium, prompt, 64, block), ""]
+    out += ["", fusion_probe(medium_cfg, block), "", overhead(medium, prompt, 64, block), ""]
     print("\n".join(out), flush=True)  # noqa: T201 - progress of a long run
     if compile:
         from llada_sdk.torch_backend import CompiledPredictor
