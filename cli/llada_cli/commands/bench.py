@@ -30,6 +30,9 @@ def bench(decode: bool, args: tuple[str, ...]) -> None:
       llada bench --threads 2 --models bundled --shapes 1x128
       llada bench --decode --gen 64 256 --eval
     """
+    from llada_sdk._deps import require_torch
+
+    require_torch()  # both benchmarks measure torch: say which extra is missing, not an ImportError
     if decode:
         from llada_sdk.decode_bench import main as decode_main
 
