@@ -120,7 +120,9 @@ def fusion_probe(cfg: LLaDAConfig, block: int) -> str:
             with torch.inference_mode():
                 apart = best_seconds(lambda pw=pw, apply=apply: [apply(x, w) for w in pw])
                 together = best_seconds(lambda pf=pf, apply=apply: apply(x, pf))
-            parts.append(f"{name} {kind}: {apart * 1e3:.2f} ms apart, {together * 1e3:.2f} ms fused ({apart / together:.2f}x)")
+            parts.append(
+                f"{name} {kind}: {apart * 1e3:.2f} ms apart, {together * 1e3:.2f} ms fused ({apart / together:.2f}x)"
+            )
     return f"fused projections at {block} tokens: " + "; ".join(parts)
 
 
