@@ -20,20 +20,10 @@ from llada_export import export
 from llada_export.runtime import PLUGIN
 from llada_sdk import LLaDA
 from llada_sdk.backend import register
-from llada_sdk.eval import evaluate
+from llada_sdk.eval import TEXT_TASKS, evaluate
 
 # the text tasks of the README's eval table (the agent/tool tasks need LangChain and are left out)
-TASKS = [
-    "infill_city",
-    "infill_count_heldout",
-    "complete_forward_city",
-    "complete_forward_parent",
-    "reverse_parent",
-    "reverse_parent_auto",
-    "chat_trained",
-    "chat_second_turn",
-    "chat_heldout_people",
-]
+TASKS = list(TEXT_TASKS)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import torch
 
 from llada_sdk.config import LLaDAConfig, medium_config
 from llada_sdk.engine import DecodeConfig, denoise
+from llada_sdk.eval import TEXT_TASKS as CORE_TASKS
 from llada_sdk.model import LLaDAModel
 from llada_sdk.options import GenerationOptions
 
@@ -39,18 +40,6 @@ RULES: dict[str, dict[str, Any]] = {
     "entropy 0.5": {"entropy_bound": 0.5},
 }
 CACHES = ("none", "prefix", "dual")
-CORE_TASKS = (
-    "infill_city",
-    "infill_count_heldout",
-    "complete_forward_city",
-    "complete_forward_parent",
-    "reverse_parent",
-    "reverse_parent_auto",
-    "infill_two_auto",
-    "chat_trained",
-    "chat_second_turn",
-    "chat_heldout_people",
-)
 
 
 def matmul_rate(m: int, k: int, n: int) -> float:
@@ -112,14 +101,21 @@ def fusion_probe(cfg: LLaDAConfig, block: int) -> str:
     for name, shapes in (("q/k/v", [d, d, d]), ("gate/up", [f, f])):
         ws = [torch.randn(n, d) for n in shapes]
         fused = torch.cat(ws)
-        for kind, prep in (("plain", lambda w: w), ("prepacked", _pack)):
+        for kind in ("plain", "prepacked"):
             if kind == "prepacked" and not _can_pack():
                 continue
+            prep: Callable[[torch.Tensor], torch.Tensor] = _pack if kind == "prepacked" else torch.clone
+            apply = _packed_linear if kind == "prepacked" else _linear
             pw, pf = [prep(w) for w in ws], prep(fused)
-            apply = _linear if kind == "plain" else _packed_linear
+
+            def separate(pw: list[torch.Tensor] = pw, apply: Any = apply) -> object:
+                return [apply(x, w) for w in pw]
+
+            def together_(pf: torch.Tensor = pf, apply: Any = apply) -> object:
+                return apply(x, pf)
+
             with torch.inference_mode():
-                apart = best_seconds(lambda pw=pw, apply=apply: [apply(x, w) for w in pw])
-                together = best_seconds(lambda pf=pf, apply=apply: apply(x, pf))
+                apart, together = best_seconds(separate), best_seconds(together_)
             parts.append(
                 f"{name} {kind}: {apart * 1e3:.2f} ms apart, {together * 1e3:.2f} ms fused ({apart / together:.2f}x)"
             )
@@ -175,6 +171,7 @@ def table(
     block: int,
     rules: Sequence[str],
     steps_for: Callable[[int], int],
+    caches: Sequence[str] = CACHES,
 ) -> list[str]:
     """Rows for every length x runtime x cache x rule; speed-up against the first row of each length."""
     rows = [
@@ -184,7 +181,7 @@ def table(
     for gen in gens:
         base: tuple[float, torch.Tensor] | None = None
         for runtime, predictor in predictors.items():
-            for cache in CACHES:
+            for cache in caches:
                 for rule in rules:
                     seconds, nfe, x = decode(predictor, mask_id, prompt, gen, block, steps_for(gen), cache, RULES[rule])
                     if base is None:
@@ -226,19 +223,43 @@ def overhead(model: LLaDAModel, prompt: torch.Tensor, gen: int, block: int) -> s
     )
 
 
+class _Counting:
+    """A predictor wrapper counting calls (the decode's forward passes, not scoring's)."""
+
+    def __init__(self, inner: Any, calls: list[int]) -> None:
+        self.inner, self.calls = inner, calls
+        if hasattr(inner, "forward_cached"):
+            self.forward_cached = self._cached
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls[0] += 1
+        return self.inner(*args)
+
+    def _cached(self, *args: Any) -> Any:
+        self.calls[0] += 1
+        return self.inner.forward_cached(*args)
+
+
 def rule_accuracy(llm: Any, rules: Sequence[str]) -> list[str]:
-    """Rows: per rule, the forward passes of the whole core eval and every task's accuracy."""
+    """Rows: per rule, the decoding forward passes of the whole core eval (scoring passes, e.g. the
+    ``[MASK:auto]`` length search, are not counted), their ratio to one token per step, and every task's
+    accuracy. With the default options (one token per step) the fixed rule's passes are the tokens decoded."""
     from llada_sdk.eval import evaluate
 
     calls = [0]
-    model = llm.backend.model
-    hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    original = llm.options
+    backend = llm.backend
+    original_predictor, original = backend.predictor, llm.options
+
+    def counting(decode: Any = None, *, logits: bool = False) -> Any:
+        inner = original_predictor(decode, logits=logits)
+        return inner if decode is None else _Counting(inner, calls)
+
     rows = [
-        "| rule | forward passes | fewer than fixed | " + " | ".join(CORE_TASKS) + " |",
+        "| rule | decoding forward passes | per token (fixed = 1) | " + " | ".join(CORE_TASKS) + " |",
         "|---|---|---|" + "---|" * len(CORE_TASKS),
     ]
     base = None
+    backend.predictor = counting
     try:
         for rule in rules:
             llm.options = original.model_copy(update=RULES[rule])
@@ -246,10 +267,10 @@ def rule_accuracy(llm: Any, rules: Sequence[str]) -> list[str]:
             report = evaluate(llm, tasks=list(CORE_TASKS))
             base = base or calls[0]
             accs = " | ".join(f"{100 * report[t]['accuracy']:.1f}" for t in CORE_TASKS)
-            rows.append(f"| {rule} | {calls[0]} | {base / calls[0]:.2f}x | {accs} |")
+            rows.append(f"| {rule} | {calls[0]} | {calls[0] / base:.2f} ({base / calls[0]:.2f}x fewer) | {accs} |")
             print(rows[-1], flush=True)  # noqa: T201 - progress of a long run
     finally:
-        hook.remove()
+        del backend.predictor
         llm.options = original
     return rows
 
@@ -259,15 +280,22 @@ def run(
     gens: Sequence[int] = (64, 256),
     medium_gens: Sequence[int] = (64,),
     medium_rules: Sequence[str] = ("fixed",),
+    medium_caches: Sequence[str] = CACHES,
     prompt_len: int = 64,
     block: int = 32,
     medium_steps: int = 128,
     evaluate_rules: bool = False,
     compile: bool = False,
     prepack: bool = False,
+    eval_only: bool = False,
 ) -> str:
     """The whole report as markdown (also printed row by row while it runs)."""
     from llada_sdk import LLaDA
+
+    if eval_only:
+        torch.set_num_threads(threads)
+        llm = LLaDA.from_pretrained(None, device="cpu", dtype="float32", backend="torch")
+        return "\n".join(["bundled model, core eval per rule (accuracy %):", *rule_accuracy(llm, list(RULES))])
 
     torch.set_num_threads(threads)
     medium_cfg = medium_config()
@@ -321,6 +349,7 @@ def run(
             block,
             medium_rules,
             lambda g: min(g, medium_steps),
+            medium_caches,
         )
     llm = LLaDA.from_pretrained(None, device="cpu", dtype="float32", backend="torch")
     model: Any = getattr(llm.backend, "model")  # noqa: B009 - the torch backend's model
@@ -357,24 +386,28 @@ def main(argv: list[str] | None = None, prog: str = "llada bench --decode") -> N
     parser.add_argument(
         "--medium-rules", nargs="+", default=["fixed"], choices=list(RULES), help="rules on the medium config"
     )
+    parser.add_argument("--medium-caches", nargs="+", default=list(CACHES), choices=list(CACHES))
     parser.add_argument("--medium-steps", type=int, default=128, help="steps of a medium decode (at most its tokens)")
     parser.add_argument("--prompt", type=int, default=64, help="prompt tokens, medium config")
     parser.add_argument("--block", type=int, default=32)
     parser.add_argument("--eval", action="store_true", help="the bundled model's eval accuracy per rule")
     parser.add_argument("--compile", action="store_true", help="also decode through torch.compile")
     parser.add_argument("--prepack", action="store_true", help="also decode with oneDNN-prepacked linear weights")
+    parser.add_argument("--eval-only", action="store_true", help="only the per-rule eval table")
     args = parser.parse_args(argv)
     report = run(
         threads=args.threads,
         gens=args.gen,
         medium_gens=args.medium_gen,
         medium_rules=args.medium_rules,
+        medium_caches=args.medium_caches,
         prompt_len=args.prompt,
         block=args.block,
         medium_steps=args.medium_steps,
         evaluate_rules=args.eval,
         compile=args.compile,
         prepack=args.prepack,
+        eval_only=args.eval_only,
     )
     print("\n" + report)  # noqa: T201
 

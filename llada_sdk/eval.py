@@ -111,6 +111,21 @@ def _schema_valid(m: Any, model: Any, prompt: str) -> bool:
     return True
 
 
+TEXT_TASKS = (
+    "infill_city",
+    "infill_count_heldout",
+    "complete_forward_city",
+    "complete_forward_parent",
+    "reverse_parent",
+    "reverse_parent_auto",
+    "infill_two_auto",
+    "chat_trained",
+    "chat_second_turn",
+    "chat_heldout_people",
+)
+"""The core tasks that decode text (not ``schema_validity``, not the LangChain layer's tasks)."""
+
+
 def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
     """Every task as a list of ``(description, check(llm) -> bool)`` items, in a fixed order."""
     corpus = build_corpus(seed)
@@ -119,20 +134,7 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
     def n_tokens(text: str) -> int:
         return len(tok.encode(text))
 
-    names = (
-        "infill_city",
-        "infill_count_heldout",
-        "complete_forward_city",
-        "complete_forward_parent",
-        "reverse_parent",
-        "reverse_parent_auto",
-        "infill_two_auto",
-        "chat_trained",
-        "chat_second_turn",
-        "chat_heldout_people",
-        "schema_validity",
-    )
-    tasks: dict[str, list[Task]] = {k: [] for k in names}
+    tasks: dict[str, list[Task]] = {k: [] for k in (*TEXT_TASKS, "schema_validity")}
     for p in corpus.people:
         n_city, n_name = n_tokens(" " + p.city), n_tokens(p.name)
         city_text = f"{p.name} lives in [MASK:{n_city}] and works as a {p.job}."
