@@ -89,10 +89,5 @@ def test_compiled_decoding_gives_the_eager_texts(bundled: Any) -> None:
 
     torch.set_num_threads(1)
     llm = LLaDA.from_pretrained(None, compile=True)
-    for kw in ({}, {"cache": "dual", "factor": 1.0}):
-        for prompt in ("Zapur lives in", "The parent of Kikouguth is"):
-            assert llm.complete(prompt, **kw).text == bundled.complete(prompt, **kw).text, (prompt, kw)
-    assert (
-        llm.infill("Zapur lives in [MASK:3] and works as a weaver.").text
-        == bundled.infill("Zapur lives in [MASK:3] and works as a weaver.").text
-    )
+    for kw in ({}, {"cache": "dual", "factor": 1.0}):  # the compiled forward, then the compiled cached forward
+        assert llm.complete("Zapur lives in", **kw).text == bundled.complete("Zapur lives in", **kw).text, kw
