@@ -3,6 +3,7 @@ test) and ``prepack=True`` (linear weights reordered for oneDNN once at load).""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,10 @@ def test_speed_options_are_refused_on_an_onnx_bundle(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not any(shutil.which(c) for c in ("g++", "c++", "clang++")),
+    reason="torch.compile's CPU backend (inductor) needs a C++ compiler, and this machine has none",
+)
 def test_compiled_decoding_gives_the_eager_texts(bundled: Any) -> None:
     import torch
 
