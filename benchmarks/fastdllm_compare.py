@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from llada_sdk.config import medium_config
-from llada_sdk.engine import DecodeConfig, denoise
+from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
 from llada_sdk.model import LLaDAModel
 from llada_sdk.options import GenerationOptions
 from llada_sdk.torch_backend import prepack_linears
@@ -37,10 +37,9 @@ def ours(model: LLaDAModel, prompt: torch.Tensor, gen: int, steps: int, block: i
     opts = GenerationOptions(max_tokens=gen, steps=steps, block_length=block, cache=cache, reference_compat=True)
     decode = DecodeConfig.from_options(opts, mask_id=cfg.mask_token_id)
     x = torch.cat([prompt, torch.full((1, gen), cfg.mask_token_id)], dim=1)
-    n = gen // block
-    blocks = [(prompt.shape[1] + i * block, prompt.shape[1] + (i + 1) * block) for i in range(n)]
+    blocks, steps_per_block = reference_blocks(prompt.shape[1], gen, block, steps)
     with torch.inference_mode():
-        events = list(denoise(model, x, blocks, [steps // n] * n, decode))
+        events = list(denoise(model, x, blocks, steps_per_block, decode))
     return x, events[-1].forward_passes
 
 

@@ -23,12 +23,13 @@ import copy
 import resource
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
 
 from llada_sdk.config import LLaDAConfig, medium_config
-from llada_sdk.engine import DecodeConfig, denoise
+from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
 from llada_sdk.eval import TEXT_TASKS as CORE_TASKS
 from llada_sdk.model import LLaDAModel
 from llada_sdk.options import GenerationOptions
@@ -94,52 +95,31 @@ def step_efficiency(model: LLaDAModel, length: int, block: int, ceiling: float, 
 def fusion_probe(cfg: LLaDAConfig, block: int) -> str:
     """Whether fusing projections would help a ``block``-token step: q/k/v as three matmuls vs one
     ``[3d, d]`` matmul, and the SwiGLU gate/up as two vs one ``[2f, d]`` (plain and oneDNN-prepacked)."""
+    from llada_sdk.torch_backend import PackedLinear, prepack_available
+
     assert cfg.mlp_hidden_size is not None
     d, f = cfg.d_model, cfg.mlp_hidden_size
     x = torch.randn(block, d)
+    kinds: list[tuple[str, Callable[[torch.nn.Linear], torch.nn.Module]]] = [("plain", lambda lin: lin)]
+    if prepack_available():
+        kinds.append(("prepacked", PackedLinear))
     parts = []
     for name, shapes in (("q/k/v", [d, d, d]), ("gate/up", [f, f])):
-        ws = [torch.randn(n, d) for n in shapes]
-        fused = torch.cat(ws)
-        for kind in ("plain", "prepacked"):
-            if kind == "prepacked" and not _can_pack():
-                continue
-            prep: Callable[[torch.Tensor], torch.Tensor] = _pack if kind == "prepacked" else torch.clone
-            apply = _packed_linear if kind == "prepacked" else _linear
-            pw, pf = [prep(w) for w in ws], prep(fused)
-
-            def separate(pw: list[torch.Tensor] = pw, apply: Any = apply) -> object:
-                return [apply(x, w) for w in pw]
-
-            def together_(pf: torch.Tensor = pf, apply: Any = apply) -> object:
-                return apply(x, pf)
-
+        separate = [torch.nn.Linear(d, n, bias=False) for n in shapes]
+        fused = torch.nn.Linear(d, sum(shapes), bias=False)
+        for kind, wrap in kinds:
+            apart_mods, fused_mod = [wrap(m) for m in separate], wrap(fused)
             with torch.inference_mode():
-                apart, together = best_seconds(separate), best_seconds(together_)
+                apart = best_seconds(partial(_each, apart_mods, x))
+                together = best_seconds(partial(fused_mod, x))
             parts.append(
                 f"{name} {kind}: {apart * 1e3:.2f} ms apart, {together * 1e3:.2f} ms fused ({apart / together:.2f}x)"
             )
     return f"fused projections at {block} tokens: " + "; ".join(parts)
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.linear(x, w)
-
-
-def _can_pack() -> bool:
-    from llada_sdk.torch_backend import prepack_available
-
-    return prepack_available()
-
-
-def _pack(w: torch.Tensor) -> torch.Tensor:
-    out: torch.Tensor = torch.ops.mkldnn._reorder_linear_weight(w)
-    return out
-
-
-def _packed_linear(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
-    return out
+def _each(modules: list[torch.nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    return [m(x) for m in modules]
 
 
 def decode(
@@ -156,10 +136,9 @@ def decode(
     opts = GenerationOptions(max_tokens=gen, block_length=block, steps=steps, cache=cache, **rule)
     cfg = DecodeConfig.from_options(opts, mask_id=mask_id)
     x = torch.cat([prompt, torch.full((1, gen), mask_id)], dim=1)
-    n_blocks = gen // block
-    blocks = [(prompt.shape[1] + i * block, prompt.shape[1] + (i + 1) * block) for i in range(n_blocks)]
+    blocks, steps_per_block = reference_blocks(prompt.shape[1], gen, block, steps)
     t = time.perf_counter()
-    events = list(denoise(predictor, x, blocks, [steps // n_blocks] * n_blocks, cfg))
+    events = list(denoise(predictor, x, blocks, steps_per_block, cfg))
     return time.perf_counter() - t, events[-1].forward_passes, x
 
 
@@ -275,6 +254,29 @@ def rule_accuracy(llm: Any, rules: Sequence[str]) -> list[str]:
     return rows
 
 
+def runtimes(
+    model: LLaDAModel, prompt: torch.Tensor, block: int, prepack: bool, compile: bool
+) -> tuple[dict[str, Any], float | None]:
+    """``{"eager": model}`` plus a prepacked copy and a compiled twin when asked, and the seconds the
+    compiled twin's first decodes (plain and dual cache: both graphs) took, outside any timed row."""
+    out: dict[str, Any] = {"eager": model}
+    if prepack:
+        from llada_sdk.torch_backend import prepack_linears
+
+        out["prepacked"] = copy.deepcopy(model)
+        prepack_linears(out["prepacked"])
+    if not compile:
+        return out, None
+    from llada_sdk.torch_backend import CompiledPredictor
+
+    out["compiled"] = CompiledPredictor(model)
+    t = time.perf_counter()
+    with torch.inference_mode():
+        for cache in ("dual", "none"):
+            decode(out["compiled"], model.config.mask_token_id, prompt, 2 * block, block, 2 * block, cache, {})
+    return out, time.perf_counter() - t
+
+
 def run(
     threads: int = 2,
     gens: Sequence[int] = (64, 256),
@@ -292,12 +294,10 @@ def run(
     """The whole report as markdown (also printed row by row while it runs)."""
     from llada_sdk import LLaDA
 
+    torch.set_num_threads(threads)
     if eval_only:
-        torch.set_num_threads(threads)
         llm = LLaDA.from_pretrained(None, device="cpu", dtype="float32", backend="torch")
         return "\n".join(["bundled model, core eval per rule (accuracy %):", *rule_accuracy(llm, list(RULES))])
-
-    torch.set_num_threads(threads)
     medium_cfg = medium_config()
     assert medium_cfg.mlp_hidden_size is not None
     out = [f"threads={threads}, float32, torch {torch.__version__}", ""]
@@ -312,29 +312,16 @@ def run(
     torch.manual_seed(0)
     medium = LLaDAModel(medium_cfg).eval()
     length = prompt_len + max(medium_gens)
-    predictors: dict[str, Any] = {"eager": medium}
-    if prepack:
-        from llada_sdk.torch_backend import prepack_linears
-
-        packed = copy.deepcopy(medium)
-        prepack_linears(packed)
-        predictors["prepacked"] = packed
+    prompt = torch.randint(0, medium_cfg.vocab_size - 2, (1, prompt_len))
+    predictors, compile_seconds = runtimes(medium, prompt, block, prepack, compile)
     out += ["| runtime | medium model call | shape | ms | GFLOP/s | of the ceiling |", "|---|---|---|---|---|---|"]
     for runtime, predictor in predictors.items():
-        out += step_efficiency(predictor, length, block, ceiling, runtime)
-    prompt = torch.randint(0, medium_cfg.vocab_size - 2, (1, prompt_len))
+        if runtime != "compiled":
+            out += step_efficiency(predictor, length, block, ceiling, runtime)
     out += ["", fusion_probe(medium_cfg, block), "", overhead(medium, prompt, 64, block), ""]
     print("\n".join(out), flush=True)  # noqa: T201 - progress of a long run
-    if compile:
-        from llada_sdk.torch_backend import CompiledPredictor
-
-        compiled = CompiledPredictor(medium)
-        with torch.inference_mode():
-            t = time.perf_counter()
-            decode(compiled, medium_cfg.mask_token_id, prompt, 2 * block, block, 2 * block, "dual", {})
-            decode(compiled, medium_cfg.mask_token_id, prompt, 2 * block, block, 2 * block, "none", {})
-            out.append(f"torch.compile (forward + cached forward, first calls): {time.perf_counter() - t:.1f} s")
-        predictors["compiled"] = compiled
+    if compile_seconds is not None:
+        out.append(f"torch.compile (forward + cached forward, first calls): {compile_seconds:.1f} s")
     out += [
         "",
         f"medium config (random weights): prompt {prompt_len}, blocks of {block}, "
@@ -355,19 +342,7 @@ def run(
     model: Any = getattr(llm.backend, "model")  # noqa: B009 - the torch backend's model
     tok = llm.require_tokenizer()
     small_prompt = torch.tensor([llm.bos_ids + tok.encode("Zapur lives in Duskmere and works as a weaver. " * 2)])
-    bundled: dict[str, Any] = {"eager": model}
-    if prepack:
-        from llada_sdk.torch_backend import prepack_linears
-
-        bundled["prepacked"] = copy.deepcopy(model)
-        prepack_linears(bundled["prepacked"])
-    if compile:
-        from llada_sdk.torch_backend import CompiledPredictor
-
-        bundled["compiled"] = CompiledPredictor(model)
-        with torch.inference_mode():  # compile outside the timed rows
-            decode(bundled["compiled"], llm.config.mask_token_id, small_prompt, 2 * block, block, 2 * block, "dual", {})
-            decode(bundled["compiled"], llm.config.mask_token_id, small_prompt, 2 * block, block, 2 * block, "none", {})
+    bundled, _ = runtimes(model, small_prompt, block, prepack, compile)
     out += ["", f"bundled model: prompt {small_prompt.shape[1]}, blocks of {block}, one token per step (fixed)"]
     with torch.inference_mode():
         out += table(bundled, llm.config.mask_token_id, small_prompt, gens, block, list(RULES), lambda g: g)
