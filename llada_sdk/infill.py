@@ -201,7 +201,8 @@ def choose_lengths(
     likely text's length wins. A span is swept again whenever another's length changed (at most
     ``AUTO_ROUNDS`` sweeps per span). With several spans the ascent runs twice, sweeping left to right
     and right to left, and the more likely result wins: one order can stall where a span holds a
-    wrong length that makes a runaway neighbour look best. Texts of different lengths compete on
+    wrong length that makes a runaway neighbour look best (a sweep is deterministic, so one already
+    run -- same lengths, same span -- is reused, not run again). Texts of different lengths compete on
     their joint likelihood; the canvas's closing EOS is context, not scored (scored, it favoured
     texts as long as the training rows).
     """
@@ -209,6 +210,7 @@ def choose_lengths(
     auto = [k for k, s in enumerate(spans) if s.length is None]
     start = _natural_lengths(llm, parts, opts, max_auto, allowed)
     best: tuple[float, list[int]] | None = None
+    swept: dict[tuple[tuple[int, ...], int], tuple[int, float]] = {}  # a sweep is deterministic: never twice
     for order in [auto, auto[::-1]] if len(auto) > 1 else [auto]:
         lengths = list(start)
         dirty = list(order)  # spans to sweep: all at first, then those whose neighbours' lengths changed
@@ -217,7 +219,10 @@ def choose_lengths(
             if not dirty:
                 break
             k = dirty.pop(0)
-            n, score = _sweep(llm, parts, opts, lengths, k, max_auto, allowed)
+            key = (tuple(lengths), k)
+            if key not in swept:
+                swept[key] = _sweep(llm, parts, opts, lengths, k, max_auto, allowed)
+            n, score = swept[key]
             if n != lengths[k]:
                 lengths[k] = n
                 dirty += [j for j in order if j != k and j not in dirty]

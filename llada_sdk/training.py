@@ -34,10 +34,12 @@ from safetensors.torch import load_file, save_file
 from llada_sdk.config import LLaDAConfig
 from llada_sdk.corpus import (
     EXTRACTION_TEMPLATES,
+    N_SYNTHETIC,
     Corpus,
     Person,
     build_corpus,
     extraction_doc,
+    extraction_json,
     synthetic_people,
     tokenizer_training_text,
     tool_conversations,
@@ -69,15 +71,25 @@ SFT_TAIL = 40  # EOS positions kept after the longest answer of an SFT batch (ch
 # tokenizer
 
 
-def train_tokenizer(texts: list[str], vocab_size: int = 1024, tool_tokens: bool = False) -> Any:
+def train_tokenizer(
+    texts: list[str], vocab_size: int = 1024, tool_tokens: bool = False, split_spaces: bool = False
+) -> Any:
     """Byte-level BPE, one token per digit, the LLaDA special tokens at ids 0..5; with ``tool_tokens``
-    also the tool-call tags ``<tool_call>`` / ``</tool_call>`` as two added tokens after the BPE vocabulary."""
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    also the tool-call tags ``<tool_call>`` / ``</tool_call>`` as two added tokens after the BPE vocabulary.
+
+    ``split_spaces``: every whitespace character is a pre-token of its own, so a word is the same
+    tokens after a space, after a quote or at the start of a line (``" Kelso"`` -> ``Ġ`` ``Kelso``, and
+    ``"Kelso"`` in JSON -> ``"`` ``Kelso`` ``"``). Copying a name from a sentence into a tool call or a
+    JSON value is then an identity on tokens, which a small model can learn; with the GPT-2 split the
+    model would have to learn the spelling of every space-prefixed token (4 % more tokens per text)."""
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
+    steps: list[Any] = [pre_tokenizers.Digits(individual_digits=True)]
+    if split_spaces:
+        steps.append(pre_tokenizers.Split(Regex(r"\s"), "isolated"))
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -139,13 +151,20 @@ class RowSampler:
         pretrain_len: int | None = None,
         fresh_people: bool = False,
         kinds: bool = False,
+        extract_sft: float = 0.0,
     ) -> None:
         self.seq_len, self.sft_fraction, self.tool_fraction = seq_len, sft_fraction, tool_fraction
         self.pretrain_len = pretrain_len or seq_len
         # fresh_people: every tool-use and extraction row is about a newly drawn person, so nothing can
         # be memorised and only copying (the name into the call, the fact out of the result) lowers the loss
         self.fresh_people, self.kinds = fresh_people, kinds
+        # extract_sft: share of the tool-kind SFT rows that are extraction rows -- prompt = BOS, the
+        # sentence and a newline; answer = the JSON (what ``fill_schema`` asks for) and EOS
+        self.extract_sft = extract_sft
         self.taken = {n for p in corpus.people for n in (p.name, p.parent)}
+        if fresh_people:  # never draw a person of the `extract_person` evaluation (the generator's next 40)
+            self.taken |= {p.name for p in synthetic_people(seed, N_SYNTHETIC + 100, exclude=set(self.taken))}
+        self.synthetic = corpus.synthetic
         self._tok = tok
         self.eot_id = tok.token_to_id("<|eot_id|>")
         self.rng = random.Random(seed)
@@ -216,7 +235,15 @@ class RowSampler:
                 return self.rng.choice(docs)
         return self.rng.choice(self.groups[-1][0])
 
+    def _extraction_row(self) -> tuple[list[int], int]:
+        p = self._fresh_person() if self.fresh_people else self.rng.choice(self.synthetic)
+        sentence = self.rng.choice(EXTRACTION_TEMPLATES).format(name=p.name, city=p.city, job=p.job)
+        prompt = [self.bos, *self.enc_text(sentence + "\n")]
+        return prompt + self.enc_text(extraction_json(p)) + [self.eos], len(prompt)
+
     def _sft_row(self, tool: bool) -> tuple[list[int], int]:
+        if tool and self.extract_sft > 0 and self.rng.random() < self.extract_sft:
+            return self._extraction_row()
         if tool and self.fresh_people:
             share = len(self.direct) / (len(self.direct) + len(self.conversations))
             while True:
@@ -355,6 +382,10 @@ class TrainConfig:
     extract_fraction: float = 0.1
     pretrain_len: int = 0
     fresh_people: bool = False
+    # the copying recipe (issue 10): whitespace split from words in the tokenizer, and a share of the
+    # tool-kind SFT rows that are extraction rows (sentence -> its JSON, a fresh person each)
+    split_spaces: bool = False
+    extract_sft: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -376,7 +407,7 @@ class TrainConfig:
             raise ValueError(f"`vocab_size` must be >= 262 (256 bytes + 6 special tokens), got {self.vocab_size}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0, got {self.lr}")
-        for name in ("decay_fraction", "sft_fraction", "tool_fraction", "extract_fraction"):
+        for name in ("decay_fraction", "sft_fraction", "tool_fraction", "extract_fraction", "extract_sft"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
         if self.pretrain_len < 0:
@@ -470,7 +501,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     corpus = build_corpus(cfg.seed, cfg.n_people, tools=cfg.tools)
     tok_file = out / "tokenizer.json"
     if not tok_file.exists():
-        tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=cfg.tools)
+        tok = train_tokenizer(
+            tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=cfg.tools, split_spaces=cfg.split_spaces
+        )
         tok.save(str(tok_file))
         (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
     from tokenizers import Tokenizer as HFTokenizer
@@ -499,6 +532,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         cfg.pretrain_len or cfg.seq_len,
         cfg.fresh_people,
         kinds=cfg.tools,
+        extract_sft=cfg.extract_sft if cfg.tools else 0.0,
     )
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     start, losses = 0, list[float]()

@@ -47,6 +47,25 @@ def test_auto_span_length_is_chosen_within_bounds(bundled: Any) -> None:
     assert res.text == f"{PERSON} lives in{bundled.tokenizer.decode(res.ids[-2 - res.lengths[0] : -2])}."
 
 
+def test_two_auto_spans_never_sweep_the_same_lengths_twice(bundled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llada_sdk import infill
+
+    calls: list[tuple[tuple[int, ...], int]] = []
+    real = infill._sweep
+
+    def counted(llm: Any, parts: Any, opts: Any, lengths: list[int], k: int, *rest: Any) -> tuple[int, float]:
+        calls.append((tuple(lengths), k))
+        return real(llm, parts, opts, lengths, k, *rest)
+
+    monkeypatch.setattr(infill, "_sweep", counted)
+    res = bundled.infill(f"{PERSON} lives in [MASK:auto] and works as a [MASK:auto].")
+    assert res.text == f"{PERSON} lives in Duskmere and works as a weaver."
+    assert len(calls) == len(set(calls))  # no (lengths, span) pair decoded and scored twice
+    # left to right from the natural lengths (1, 2): span 0 stays, span 1 moves to 1, span 0 is swept
+    # again; right to left starts at (1, 2) too and needs exactly those two sweeps: both reused
+    assert calls == [((1, 2), 0), ((1, 2), 1), ((1, 1), 0)]
+
+
 def test_complete_three_directions(bundled: Any) -> None:
     forward = bundled.complete(f"{PERSON} lives in", max_tokens=16)
     assert (forward.text, forward.finish_reason) == (" Duskmere and works as a weaver.", "eos")

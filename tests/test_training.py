@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -178,3 +180,79 @@ def test_the_default_recipe_is_the_shipped_models() -> None:
     assert not corpus.conversations and not corpus.extraction  # the tool rows are opt-in (tools=True)
     tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size)
     assert json.loads(tok.to_str()) == json.loads((bundled / "tokenizer.json").read_text())
+
+
+def test_split_spaces_makes_a_word_the_same_tokens_after_a_space_or_a_quote() -> None:
+    from llada_sdk.corpus import tokenizer_training_text
+    from llada_sdk.training import train_tokenizer
+
+    texts = tokenizer_training_text(build_corpus(0, tools=True))
+
+    def ids(tok: object, text: str) -> list[int]:
+        return list(tok.encode(text, add_special_tokens=False).ids)  # type: ignore[attr-defined]
+
+    split = train_tokenizer(texts, 512, tool_tokens=True, split_spaces=True)
+    space, quote = ids(split, " "), ids(split, '"')
+    for word in ("Kelso", "Zibrou", "pilot", "Quillby"):  # a city, an unseen name, a job
+        assert ids(split, f" {word}") == space + ids(split, word)
+        assert ids(split, f'"{word}"') == quote + ids(split, word) + quote
+        assert split.decode(ids(split, f"Where does {word} live?")) == f"Where does {word} live?"
+    # the GPT-2 split glues the space to the word: " Kelso" and "Kelso" share no token
+    plain = train_tokenizer(texts, 512, tool_tokens=True)
+    assert not set(ids(plain, " Kelso")) & set(ids(plain, "Kelso"))
+
+
+def test_extraction_rows_are_sft_rows_about_people_the_evaluation_never_asks_about() -> None:
+    from llada_sdk.corpus import N_SYNTHETIC, synthetic_people, tokenizer_training_text
+    from llada_sdk.training import RowSampler, train_tokenizer
+
+    corpus = build_corpus(0, tools=True)
+    tok = train_tokenizer(tokenizer_training_text(corpus), 512, tool_tokens=True, split_spaces=True)
+    sampler = RowSampler(corpus, tok, 192, 1.0, 0, 1.0, 0.1, 96, fresh_people=True, kinds=True, extract_sft=0.5)
+    kb = {n for p in corpus.people for n in (p.name, p.parent)}
+    evaluated = {p.name for p in synthetic_people(0, N_SYNTHETIC + 40, exclude=kb)[N_SYNTHETIC:]}
+    extraction = 0
+    for _ in range(60):
+        row, prompt_len = sampler._sft_row(True)
+        if tok.id_to_token(row[-1]) != "<|endoftext|>":
+            continue  # a tool-use conversation (ends with <|eot_id|>)
+        extraction += 1
+        prompt, answer = tok.decode(row[:prompt_len]), tok.decode(row[prompt_len:])
+        assert row[0] == tok.token_to_id("<|startoftext|>") and prompt.endswith(".\n")
+        facts = json.loads(answer)
+        assert set(facts) == {"name", "city", "job"} and all(v in prompt for v in facts.values())
+        assert facts["name"] not in evaluated and facts["name"] not in kb
+    assert 15 <= extraction <= 45  # extract_sft = 0.5 of the tool-kind rows
+
+
+def _copy_probe() -> Any:
+    import importlib.util
+
+    path = Path(__file__).parent.parent / "benchmarks" / "copy_probe.py"
+    spec = importlib.util.spec_from_file_location("copy_probe", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_copy_probe_rows_hold_their_facts_in_the_prompt() -> None:
+    import random
+
+    from llada_sdk.corpus import synthetic_people
+
+    probe = _copy_probe()
+    rng = random.Random(0)
+    for kind, keys in (("city", [{"city"}]), ("short", [{"city"}, {"name", "city"}, {"name", "job", "city"}])):
+        for p in synthetic_people(0, 20):
+            text, facts = probe.make_row(kind, p, rng)
+            assert set(facts) in keys and all(v in text.split() for v in facts.values())
+    text, facts = probe.make_row("full", synthetic_people(0, 1)[0], rng)
+    assert set(facts) == {"name", "city", "job"} and all(v in text for v in facts.values())
+
+
+@pytest.mark.slow
+def test_copy_probe_learns_to_copy_a_word_at_a_fixed_distance() -> None:
+    rows = _copy_probe().probe("city", 300, 3e-3)
+    assert [r["step"] for r in rows] == [150, 300]
+    assert rows[-1]["city_copy_same_kind"] >= 0.7  # 90 % measured (docs/benchmarks.md); chance is 8 %
