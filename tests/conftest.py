@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,21 @@ META_8B = FIXTURES / "llada-8b-meta"
 @pytest.fixture(autouse=True)
 def _single_thread() -> None:
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[str], Any]:
+    """Import a script of the repository that is not in a package (``docs/make_cli_md.py``, ``benchmarks/...``)."""
+
+    def load(relative: str) -> Any:
+        path = Path(__file__).parent.parent / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).parent.parent
 
 
-def _generator() -> object:
-    spec = importlib.util.spec_from_file_location("make_cli_md", ROOT / "docs" / "make_cli_md.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_cli_md_is_regenerated_from_the_program() -> None:
-    gen = _generator()
+def test_cli_md_is_regenerated_from_the_program(load_script: Callable[[str], Any]) -> None:
+    gen = load_script("docs/make_cli_md.py")
     text = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
     stale = [b for b in gen.BLOCK.findall(text) if gen.regenerate(b) != b]  # type: ignore[attr-defined]
     assert not stale, "docs/cli.md is stale; run: python docs/make_cli_md.py\n" + "\n".join(
@@ -25,8 +18,8 @@ def test_cli_md_is_regenerated_from_the_program() -> None:
     )
 
 
-def test_the_staleness_check_notices_an_edit() -> None:
-    gen = _generator()
+def test_the_staleness_check_notices_an_edit(load_script: Callable[[str], Any]) -> None:
+    gen = load_script("docs/make_cli_md.py")
     block = "$ llada infill --help\nUsage: llada infill [OPTIONS] [TEXT]\n  (an outdated help text)\n"
     assert gen.regenerate(block) != block  # type: ignore[attr-defined]
     skipped = "$ llada info -m /tmp/x   # needs a set-up\nsomething\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -225,23 +226,12 @@ def test_extraction_rows_are_sft_rows_about_people_the_evaluation_never_asks_abo
     assert 15 <= extraction <= 45  # extract_sft = 0.5 of the tool-kind rows
 
 
-def _copy_probe() -> Any:
-    import importlib.util
-
-    path = Path(__file__).parent.parent / "benchmarks" / "copy_probe.py"
-    spec = importlib.util.spec_from_file_location("copy_probe", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_copy_probe_rows_hold_their_facts_in_the_prompt() -> None:
+def test_copy_probe_rows_hold_their_facts_in_the_prompt(load_script: Callable[[str], Any]) -> None:
     import random
 
     from llada_sdk.corpus import synthetic_people
 
-    probe = _copy_probe()
+    probe = load_script("benchmarks/copy_probe.py")
     rng = random.Random(0)
     for kind, keys in (("city", [{"city"}]), ("short", [{"city"}, {"name", "city"}, {"name", "job", "city"}])):
         for p in synthetic_people(0, 20):
@@ -252,7 +242,7 @@ def test_copy_probe_rows_hold_their_facts_in_the_prompt() -> None:
 
 
 @pytest.mark.slow
-def test_copy_probe_learns_to_copy_a_word_at_a_fixed_distance() -> None:
-    rows = _copy_probe().probe("city", 300, 3e-3)
+def test_copy_probe_learns_to_copy_a_word_at_a_fixed_distance(load_script: Callable[[str], Any]) -> None:
+    rows = load_script("benchmarks/copy_probe.py").probe("city", 300, 3e-3)
     assert [r["step"] for r in rows] == [150, 300]
     assert rows[-1]["city_copy_same_kind"] >= 0.7  # 90 % measured (docs/benchmarks.md); chance is 8 %
