@@ -10,7 +10,8 @@ is: the city slot, with every other token of the JSON given, on people never tra
 Row kinds (``--rows``):
 - ``city``: ``Kelso`` newline ``{"city": "Kelso"}`` -- the city is the only word of the prompt;
 - ``short``: the city alone, ``name city`` or ``name job city`` (the matching JSON), a third each;
-- ``full``: the evaluation's sentences (``X lives in C and works as a J.`` ...) and their JSON.
+- ``full``: the evaluation's sentences (``X lives in C and works as a J.`` ...) and their JSON;
+- ``mix``: half ``short``, half ``full``.
 
     python benchmarks/copy_probe.py                        # the three kinds, 600 steps each (~6 min)
     python benchmarks/copy_probe.py --rows full --steps 1500
@@ -34,6 +35,8 @@ from llada_sdk.training import TrainConfig, forward_process, init_weights, llada
 
 def make_row(kind: str, p: Person, rng: random.Random) -> tuple[str, dict[str, str]]:
     """``(prompt text, facts)`` of one row of ``kind``."""
+    if kind == "mix":  # half short rows, half the evaluation's sentences
+        kind = "full" if rng.random() < 0.5 else "short"
     if kind == "full":
         sentence = rng.choice(EXTRACTION_TEMPLATES).format(name=p.name, city=p.city, job=p.job)
         return sentence, {"name": p.name, "city": p.city, "job": p.job}
@@ -64,7 +67,14 @@ def city_accuracy(model: Any, tok: Any, people: list[Person], kind: str) -> floa
 
 
 def probe(
-    kind: str, steps: int, lr: float, seed: int = 0, init_std: float = 0.0, init_which: str = "qk", tie: bool = False
+    kind: str,
+    steps: int,
+    lr: float,
+    seed: int = 0,
+    init_std: float = 0.0,
+    init_which: str = "qk",
+    tie: bool = False,
+    save: str | None = None,
 ) -> list[dict[str, Any]]:
     corpus = build_corpus(seed, tools=True)
     tok = train_tokenizer(tokenizer_training_text(corpus), 512, tool_tokens=True, split_spaces=True)
@@ -125,23 +135,36 @@ def probe(
                 }
             )
             print(json.dumps(rows_out[-1]), flush=True)
+    if save:  # the weights in the official format, with the tokenizer (`--init-from` of the training)
+        from pathlib import Path
+
+        from llada_sdk.training import save_checkpoint, tokenizer_config
+
+        out = Path(save)
+        out.mkdir(parents=True, exist_ok=True)
+        tok.save(str(out / "tokenizer.json"))
+        (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
+        save_checkpoint(model, out)
     return rows_out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", choices=["city", "short", "full", "all"], default="all")
+    parser.add_argument("--rows", choices=["city", "short", "full", "mix", "all"], default="all")
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init-std", type=float, default=0.0, help="re-draw weights with this std (0: 0.02)")
     parser.add_argument("--init-which", choices=["qk", "all"], default="qk", help="q/k projections or every linear")
     parser.add_argument("--tie", action="store_true", help="tie the output head to the input embedding")
+    parser.add_argument("--save", help="write the trained model (official format + tokenizer) here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.steps} steps of 32 rows, lr {args.lr}")
     for kind in ["city", "short", "full"] if args.rows == "all" else [args.rows]:
-        probe(kind, args.steps, args.lr, init_std=args.init_std, init_which=args.init_which, tie=args.tie)
+        probe(
+            kind, args.steps, args.lr, init_std=args.init_std, init_which=args.init_which, tie=args.tie, save=args.save
+        )
 
 
 if __name__ == "__main__":

@@ -386,6 +386,9 @@ class TrainConfig:
     # tool-kind SFT rows that are extraction rows (sentence -> its JSON, a fresh person each)
     split_spaces: bool = False
     extract_sft: float = 0.0
+    # start from the weights of this checkpoint (same tokenizer and sizes), e.g. a model that already
+    # copies (benchmarks/copy_probe.py --save DIR); "" = the seeded initialisation
+    init_from: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -514,6 +517,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     if cfg.causal:
         set_causal(model)
     init_weights(model, cfg.seed)
+    if cfg.init_from:
+        _init_from(model, Path(cfg.init_from), tok_file)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
@@ -580,6 +585,19 @@ def set_causal(model: LLaDAModel) -> None:
     """Turn a model into its autoregressive twin (causal attention), for the reversal baseline."""
     for block in model.transformer.blocks:
         block.causal = True  # type: ignore[union-attr,assignment]
+
+
+def _init_from(model: LLaDAModel, source: Path, tok_file: Path) -> None:
+    """Load ``source``'s weights into ``model``; its tokenizer must be the run's (same ids)."""
+    theirs = source / "tokenizer.json"
+    if not theirs.exists() or json.loads(theirs.read_text()) != json.loads(tok_file.read_text()):
+        raise ValueError(f"`init_from`: {source} does not hold this run's tokenizer ({tok_file.name} differs)")
+    weights = load_file(str(source / "model.safetensors"))
+    state = {k.removeprefix("model."): v for k, v in weights.items()}
+    mine = model.state_dict()
+    if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
+        raise ValueError(f"`init_from`: {source} is not a model of this run's sizes")
+    model.load_state_dict(state)
 
 
 def _resume(

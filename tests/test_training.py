@@ -246,3 +246,21 @@ def test_copy_probe_learns_to_copy_a_word_at_a_fixed_distance(load_script: Calla
     rows = load_script("benchmarks/copy_probe.py").probe("city", 300, 3e-3)
     assert [r["step"] for r in rows] == [150, 300]
     assert rows[-1]["city_copy_same_kind"] >= 0.7  # 90 % measured (docs/benchmarks.md); chance is 8 %
+
+
+def test_init_from_starts_from_another_checkpoint_of_the_same_tokenizer_and_sizes(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(TrainConfig(**{**SMALL, "steps": 3}), first, progress=False)
+    # zero steps of lr 0 would be no training at all: one step with lr ~0 keeps the loaded weights
+    second = tmp_path / "second"
+    train(TrainConfig(**{**SMALL, "steps": 1, "lr": 1e-12, "init_from": str(first)}), second, progress=False)
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    fresh = tmp_path / "fresh"
+    train(TrainConfig(**{**SMALL, "steps": 1, "lr": 1e-12}), fresh, progress=False)
+    c = load_file(str(fresh / "model.safetensors"))
+    assert not all(torch.allclose(a[k], c[k], atol=1e-6) for k in a)  # without it: the seeded init
+    with pytest.raises(ValueError, match="`init_from`.*tokenizer"):
+        train(TrainConfig(**{**SMALL, "vocab_size": 320, "init_from": str(first)}), tmp_path / "v", progress=False)
+    with pytest.raises(ValueError, match="`init_from`.*sizes"):
+        train(TrainConfig(**{**SMALL, "d_model": 64, "init_from": str(first)}), tmp_path / "d", progress=False)
