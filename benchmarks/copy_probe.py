@@ -24,13 +24,24 @@ import argparse
 import json
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from llada_sdk.corpus import EXTRACTION_TEMPLATES, Person, build_corpus, synthetic_people, tokenizer_training_text
 from llada_sdk.model import LLaDAModel
-from llada_sdk.training import TrainConfig, forward_process, init_weights, llada_loss, model_config, train_tokenizer
+from llada_sdk.training import (
+    TrainConfig,
+    forward_process,
+    init_weights,
+    llada_loss,
+    make_optimizer,
+    model_config,
+    save_checkpoint,
+    save_tokenizer,
+    train_tokenizer,
+)
 
 
 def make_row(kind: str, p: Person, rng: random.Random) -> tuple[str, dict[str, str]]:
@@ -89,15 +100,7 @@ def probe(
                 param.data.copy_(torch.randn(param.shape, generator=g) * init_std)
     if tie:  # the output head shares the input embedding
         model.transformer.ff_out.weight = model.transformer.wte.weight
-    params = list(model.named_parameters())
-    opt = torch.optim.AdamW(
-        [
-            {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-            {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
-        ],
-        lr=lr,
-        betas=(0.9, 0.95),
-    )
+    opt = make_optimizer(model, cfg)
     kb = {n for p in corpus.people for n in (p.name, p.parent)}
     pool = synthetic_people(seed + 1, 3000, exclude=kb)
     held = synthetic_people(seed + 2, 40, exclude=kb | {p.name for p in pool})
@@ -136,15 +139,8 @@ def probe(
             )
             print(json.dumps(rows_out[-1]), flush=True)
     if save:  # the weights in the official format, with the tokenizer (`--init-from` of the training)
-        from pathlib import Path
-
-        from llada_sdk.training import save_checkpoint, tokenizer_config
-
-        out = Path(save)
-        out.mkdir(parents=True, exist_ok=True)
-        tok.save(str(out / "tokenizer.json"))
-        (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
-        save_checkpoint(model, out)
+        save_checkpoint(model, Path(save))
+        save_tokenizer(tok, Path(save))
     return rows_out
 
 

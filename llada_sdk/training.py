@@ -451,6 +451,30 @@ def model_config(cfg: TrainConfig, tok: Any) -> LLaDAConfig:
     )
 
 
+def save_tokenizer(tok: Any, out: Path) -> None:
+    """``tokenizer.json`` and ``tokenizer_config.json`` (the official layout) into ``out``."""
+    tok.save(str(out / "tokenizer.json"))
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW at ``cfg.lr``, betas (0.9, 0.95); weight decay on matrices only (not norms)."""
+    params = list(model.named_parameters())
+    return torch.optim.AdamW(
+        [
+            {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for _, p in params if p.dim() < 2], "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=(0.9, 0.95),
+    )
+
+
+def checkpoint_state(folder: Path) -> dict[str, torch.Tensor]:
+    """The weights of ``folder/model.safetensors`` under the model's own names (``model.`` prefix removed)."""
+    return {k.removeprefix("model."): v for k, v in load_file(str(folder / "model.safetensors")).items()}
+
+
 def save_checkpoint(
     model: LLaDAModel, out: Path, tokenizer_dir: Path | None = None, dtype: torch.dtype = torch.float32
 ) -> None:
@@ -507,8 +531,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         tok = train_tokenizer(
             tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=cfg.tools, split_spaces=cfg.split_spaces
         )
-        tok.save(str(tok_file))
-        (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(), indent=2) + "\n")
+        save_tokenizer(tok, out)
     from tokenizers import Tokenizer as HFTokenizer
 
     tok = HFTokenizer.from_file(str(tok_file))
@@ -519,13 +542,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     init_weights(model, cfg.seed)
     if cfg.init_from:
         _init_from(model, Path(cfg.init_from), tok_file)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        betas=(0.9, 0.95),
-    )
+    opt = make_optimizer(model, cfg)
     sampler = RowSampler(
         corpus,
         tok,
@@ -592,8 +609,7 @@ def _init_from(model: LLaDAModel, source: Path, tok_file: Path) -> None:
     theirs = source / "tokenizer.json"
     if not theirs.exists() or json.loads(theirs.read_text()) != json.loads(tok_file.read_text()):
         raise ValueError(f"`init_from`: {source} does not hold this run's tokenizer ({tok_file.name} differs)")
-    weights = load_file(str(source / "model.safetensors"))
-    state = {k.removeprefix("model."): v for k, v in weights.items()}
+    state = checkpoint_state(source)
     mine = model.state_dict()
     if state.keys() != mine.keys() or any(state[k].shape != mine[k].shape for k in mine):
         raise ValueError(f"`init_from`: {source} is not a model of this run's sizes")
@@ -604,8 +620,7 @@ def _resume(
     out: Path, model: LLaDAModel, opt: torch.optim.Optimizer, sampler: RowSampler, gen: torch.Generator
 ) -> tuple[int, list[float]]:
     meta = json.loads((out / "trainer_state.json").read_text())
-    weights = load_file(str(out / "model.safetensors"))
-    model.load_state_dict({k.removeprefix("model."): v for k, v in weights.items()})
+    model.load_state_dict(checkpoint_state(out))
     tensors = load_file(str(out / "trainer_state.safetensors"))
     gen.set_state(tensors["rng/torch"])
     params = dict(model.named_parameters())
