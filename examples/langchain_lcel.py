@@ -19,7 +19,7 @@ print(chain.invoke({"name": "Zapur"}))
 print(chain.batch([{"name": "Zapur"}, {"name": "Kikouguth"}]))
 
 # 2. Infilling: a prompt with [MASK...] spans is filled (the output is the whole text).
-infill = PromptTemplate.from_template("{name} lives in [MASK:auto] and works as a [MASK:1].") | LLaDALLM()
+infill = PromptTemplate.from_template("{name} lives in [MASK:auto] and works as a [MASK:2].") | LLaDALLM()
 print(infill.invoke({"name": "Zapur"}))
 
 # 3. Backward completion: suffix= asks for what comes *before* a given ending.

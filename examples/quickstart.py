@@ -21,7 +21,7 @@ print(llm.complete(suffix="'s parent is Lotrobar.").text + "'s parent is Lotroba
 # 4. Multi-turn chat through the model's chat template.
 chat = llm.session()
 print(chat.send("Where does Zapur live?").text)
-print(chat.send("What day comes after Friday?").text)
+print(chat.send("Who is Zapur's parent?").text)
 
 # 5. Scoring: the Monte Carlo log-likelihood bound, and multiple choice on it.
 pick = llm.choose("Zapur lives in", [" Morrow.", " Duskmere.", " Kelso."])

@@ -389,6 +389,10 @@ class TrainConfig:
     # start from the weights of this checkpoint (same tokenizer and sizes), e.g. a model that already
     # copies (benchmarks/copy_probe.py --save DIR); "" = the seeded initialisation
     init_from: str = ""
+    # train only the parameters whose names contain one of these comma-separated fragments (e.g.
+    # "q_proj,k_proj,v_proj,attn_out": attention only, the MLPs and embeddings that hold the knowledge
+    # base frozen); "" = every parameter
+    train_only: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -417,6 +421,13 @@ class TrainConfig:
             raise ValueError(f"`pretrain_len` must be >= 0 (0 = `seq_len`), got {self.pretrain_len}")
         if self.d_model % self.n_heads:
             raise ValueError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
+        fragments = self.trained_fragments()
+        if self.train_only and not fragments:
+            raise ValueError(f"`train_only` must name parameter fragments separated by commas, got {self.train_only!r}")
+
+    def trained_fragments(self) -> list[str]:
+        """``train_only`` as a list of name fragments ([] = every parameter trains)."""
+        return [f.strip() for f in self.train_only.split(",") if f.strip()]
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -458,8 +469,9 @@ def save_tokenizer(tok: Any, out: Path) -> None:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW at ``cfg.lr``, betas (0.9, 0.95); weight decay on matrices only (not norms)."""
-    params = list(model.named_parameters())
+    """AdamW at ``cfg.lr``, betas (0.9, 0.95); weight decay on matrices only (not norms); only the
+    parameters that require a gradient (see ``freeze_except``)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     return torch.optim.AdamW(
         [
             {"params": [p for _, p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
@@ -468,6 +480,20 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
         lr=cfg.lr,
         betas=(0.9, 0.95),
     )
+
+
+def freeze_except(model: torch.nn.Module, fragments: list[str]) -> list[str]:
+    """Freeze every parameter whose name contains none of ``fragments`` (none frozen if it is empty);
+    returns the names that still train."""
+    if not fragments:
+        return [n for n, _ in model.named_parameters()]
+    trained = [n for n, _ in model.named_parameters() if any(f in n for f in fragments)]
+    if not trained:
+        names = sorted({n.split(".")[-2] for n, _ in model.named_parameters()})
+        raise ValueError(f"`train_only` {fragments} matches no parameter; the names hold e.g. {names}")
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in trained)
+    return trained
 
 
 def checkpoint_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -542,6 +568,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     init_weights(model, cfg.seed)
     if cfg.init_from:
         _init_from(model, Path(cfg.init_from), tok_file)
+    freeze_except(model, cfg.trained_fragments())
     opt = make_optimizer(model, cfg)
     sampler = RowSampler(
         corpus,
@@ -579,7 +606,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
             loss = llada_loss(model(noisy), batch.ids, masked, p, batch.prompt_len)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         value = loss.item()
         if not math.isfinite(value):
@@ -639,7 +666,10 @@ class _OneLineErrors(argparse.ArgumentParser):
         self.exit(2, f"Error: {message} (see '{self.prog} --help')\n")
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m llada_sdk.training") -> None:
+def parse_args(
+    argv: list[str] | None = None, prog: str = "python -m llada_sdk.training"
+) -> tuple[str, bool, TrainConfig]:
+    """The command line as ``(out, resume, config)``; a bad flag or value exits 2 with one line."""
     parser = _OneLineErrors(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True, help="output directory (checkpoint + tokenizer)")
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
@@ -654,6 +684,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m llada_sdk.trainin
         cfg = TrainConfig(**args)
     except ValueError as exc:
         parser.error(str(exc))
+    return out, resume, cfg
+
+
+def main(argv: list[str] | None = None, prog: str = "python -m llada_sdk.training") -> None:
+    out, resume, cfg = parse_args(argv, prog)
     summary = train(cfg, out, resume=resume)
     print(json.dumps({k: v for k, v in summary.items() if k != "losses"}))  # noqa: T201
 

@@ -61,14 +61,15 @@ def test_two_auto_spans_never_sweep_the_same_lengths_twice(bundled: Any, monkeyp
     res = bundled.infill(f"{PERSON} lives in [MASK:auto] and works as a [MASK:auto].")
     assert res.text == f"{PERSON} lives in Duskmere and works as a weaver."
     assert len(calls) == len(set(calls))  # no (lengths, span) pair decoded and scored twice
-    # left to right from the natural lengths (1, 2): span 0 stays, span 1 moves to 1, span 0 is swept
-    # again; right to left starts at (1, 2) too and needs exactly those two sweeps: both reused
-    assert calls == [((1, 2), 0), ((1, 2), 1), ((1, 1), 0)]
+    # left to right from the natural lengths (2, 2) (a space, then the word: the bundled tokenizer keeps
+    # whitespace a token of its own): both spans stay; right to left needs exactly those two sweeps,
+    # both reused (four sweeps without the reuse)
+    assert calls == [((2, 2), 0), ((2, 2), 1)]
 
 
 def test_complete_three_directions(bundled: Any) -> None:
     forward = bundled.complete(f"{PERSON} lives in", max_tokens=16)
-    assert (forward.text, forward.finish_reason) == (" Duskmere and works as a weaver.", "eos")
+    assert (forward.text, forward.finish_reason) == (" Duskmere.", "eos")
     backward = bundled.complete(suffix="'s parent is Lotrobar.", max_auto_length=6)
     assert backward.text == PERSON and 1 <= backward.lengths[0] <= 6
     middle = bundled.complete(f"{PERSON} lives in", " and works as a weaver.", length=2)
@@ -92,13 +93,13 @@ def test_chat_batch_equals_single_and_trims_special_tokens(bundled: Any) -> None
 
 
 def test_early_stop_saves_passes_without_changing_the_text(bundled: Any) -> None:
-    msgs = [{"role": "user", "content": "What day comes after Monday?"}]
+    msgs = [{"role": "user", "content": "What month comes after March?"}]
     fast = bundled.chat(msgs, max_tokens=32, block_length=8)
     slow = bundled.chat(msgs, max_tokens=32, block_length=8, early_stop=False)
     assert fast.text == slow.text
     assert fast.forward_passes + fast.forward_passes_saved == slow.forward_passes == 32
-    assert (fast.text, fast.finish_reason) == ("The day after Monday is Tuesday.", "eos")
-    assert (fast.forward_passes, fast.forward_passes_saved) == (8, 24)  # one block of 8 held the answer
+    assert (fast.text, fast.finish_reason) == ("The month after March is April.", "eos")
+    assert (fast.forward_passes, fast.forward_passes_saved) == (24, 8)  # three blocks of 8 held the answer
 
 
 def test_stop_sequences_cut_the_text(bundled: Any) -> None:

@@ -231,7 +231,7 @@ def test_env_model_is_checked_like_the_flag() -> None:
 
 
 def test_infill_plain_text_from_stdin() -> None:
-    result = run("infill", "--no-view", input="Zapur lives in [MASK:2] and works as a [MASK].\n")
+    result = run("infill", "--no-view", input="Zapur lives in [MASK:2] and works as a [MASK:2].\n")
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Zapur lives in") and "[MASK" not in lines[0]

@@ -144,10 +144,10 @@ def test_chat_ctrl_c_cancels_the_answer_in_the_live_view(terminal: list[Terminal
     term = Terminal()  # the view is on by default on a terminal
     terminal.append(term)
     term.expect(PROMPT)
-    assert "max_tokens = 320" in ask(term, "/set max_tokens 320")
-    assert "block_length = 320" in ask(term, "/set block_length 320")
+    assert "max_tokens = 144" in ask(term, "/set max_tokens 144")
+    assert "block_length = 144" in ask(term, "/set block_length 144")
     term.line("Tell me everything about Zapur.")
-    term.expect(r"step ([2-9]|\d\d+) ·")  # the canvas is denoising: 320 steps, far from done
+    term.expect(r"step ([2-9]|\d\d+) ·")  # the canvas is denoising: 144 steps, far from done
     assert "░" in term.raw, "masked positions are drawn while denoising"
     assert "\x1b[1;30;102m" in term.raw, "the latest step's tokens are highlighted"
     term.send("\x03")

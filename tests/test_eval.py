@@ -12,8 +12,8 @@ import pytest
 
 from llada_sdk.eval import build_tasks, evaluate
 
-# Shipped figures on the full eval split (README): 100 % on every task below. The subset (the first
-# items of each task, fixed order) must stay above these, a little below the shipped figures.
+# Targets: >= 95 % middle infilling, >= 90 % forward completion, reversal and chat (README has the shipped
+# figures, 92.5-100 %). The subset (the first items of each task, fixed order) must stay above these.
 THRESHOLDS = {
     "infill_city": 0.9,
     "infill_count_heldout": 0.9,
@@ -46,9 +46,9 @@ def test_every_task_is_documented_in_the_readme_table(bundled: Any) -> None:
 
 
 # Issue 10 targets (agent >= 90 %, extraction >= 95 % of fields, schema validity 100 %) on a fixed subset.
-# agent_heldout_people and extract_person are measured by the eval (README table: 6.7 % and 0.0 %), not
-# asserted here: the bundled model does not copy unseen names (see the LangChain tests' xfail reasons)
-TOOL_THRESHOLDS = {"schema_validity": (8, 1.0)}
+# Shipped (README): agent 100 %, extraction 88.3 % of fields (below its target: some unseen names get a
+# wrong token length), schema validity 100 %. The first 8 extraction items score 23 of 24 fields.
+TOOL_THRESHOLDS = {"schema_validity": (8, 1.0), "agent_heldout_people": (15, 0.9), "extract_person": (8, 0.9)}
 
 
 @pytest.mark.slow

@@ -15,15 +15,7 @@ from llada_sdk.corpus import build_corpus, lookup_result
 
 CORPUS = build_corpus(0)
 
-COPYING = (
-    "model quality, measured: the shipped weights never saw tool rows (no tool call; extraction writes junk such as "
-    "Person(name='.', city='6 57', job='8 49 50')); the retrained run (runs/bundled-v2) writes the documented "
-    "format but does not copy unseen names (step 2000: lookup(name='Puth') for 'Naisaith', 0/5 held-out people) -- "
-    "the 1M-parameter model memorises the 600 synthetic people; TrainConfig.fresh_people is the proposed fix"
-)
 
-
-@pytest.mark.xfail(reason=COPYING, strict=False)
 @pytest.mark.slow
 @pytest.mark.parametrize("question", ["Where does {} live?", "Who is {}'s parent?"])
 def test_the_agent_calls_the_tool_then_answers_from_its_result(question: str) -> None:
@@ -43,7 +35,6 @@ def test_the_agent_calls_the_tool_then_answers_from_its_result(question: str) ->
     assert isinstance(answer, AIMessage) and answer.content == expected and not answer.tool_calls
 
 
-@pytest.mark.xfail(reason=COPYING, strict=False)
 async def test_the_agent_runs_async_too() -> None:
     person = next(p for p in CORPUS.people if p.held_out_chat)
     agent = create_agent(ChatLLaDA(), tools=[kb_lookup_tool(CORPUS)])

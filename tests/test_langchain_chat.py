@@ -27,13 +27,6 @@ from llada_sdk.tools import render_tools
 CORPUS = build_corpus(0, tools=True)
 HELD_OUT = next(p for p in CORPUS.people if p.held_out_chat)
 
-COPYING = (
-    "model quality, measured: the shipped weights never saw tool rows (no tool call; extraction writes junk such as "
-    "Person(name='.', city='6 57', job='8 49 50')); the retrained run (runs/bundled-v2) writes the documented "
-    "format but does not copy unseen names (step 2000: lookup(name='Puth') for 'Naisaith', 0/5 held-out people) -- "
-    "the 1M-parameter model memorises the 600 synthetic people; TrainConfig.fresh_people is the proposed fix"
-)
-
 
 class Person(BaseModel):
     name: str
@@ -190,7 +183,6 @@ def test_bind_tools_checks_tool_choice() -> None:
         chat.bind_tools([], tool_choice="any")
 
 
-@pytest.mark.xfail(reason=COPYING, strict=False)
 def test_the_model_calls_the_tool_for_a_held_out_person_then_answers_from_the_result() -> None:
     chat = ChatLLaDA().bind_tools([kb_lookup_tool(CORPUS)])
     question = HumanMessage(f"Where does {HELD_OUT.name} live?")
@@ -232,7 +224,6 @@ def test_forced_tool_calls_are_schema_exact() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=COPYING, strict=False)
 def test_with_structured_output_returns_a_valid_instance() -> None:
     out = ChatLLaDA().with_structured_output(Person).invoke("Zibrou is a pilot who lives in Kelso.")
     assert out == Person(name="Zibrou", city="Kelso", job="pilot")

@@ -27,7 +27,7 @@ class Tokens(BaseCallbackHandler):
 def test_the_three_diffusion_native_calls() -> None:
     llm = LLaDALLM()
     assert llm.invoke("Zapur lives in").startswith(" Duskmere")
-    assert llm.invoke("Zapur lives in [MASK:auto] and works as a [MASK:1].") == (
+    assert llm.invoke("Zapur lives in [MASK:auto] and works as a [MASK:2].") == (
         "Zapur lives in Duskmere and works as a weaver."
     )
     assert llm.invoke("", suffix="'s parent is Lotrobar.") == "Zapur"

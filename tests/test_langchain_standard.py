@@ -18,23 +18,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_llada import ChatLLaDA
 
-EMPTY_HELLO = (
-    "model quality: the bundled weights answer small talk ('Hello', 'hi', 'how are you') with an empty "
-    "string (measured: content '' , output_tokens 0); the corpus now has greeting rows "
-    "(corpus.smalltalk_chat) and the retrained weights answer them"
-)
 XFAIL = {
-    "test_invoke": EMPTY_HELLO,
-    "test_ainvoke": EMPTY_HELLO,
-    "test_stream": EMPTY_HELLO,
-    "test_astream": EMPTY_HELLO,
-    "test_stream_events_v3": EMPTY_HELLO,
-    "test_astream_events_v3": EMPTY_HELLO,
-    "test_batch": EMPTY_HELLO,
-    "test_abatch": EMPTY_HELLO,
-    "test_conversation": EMPTY_HELLO,
-    "test_double_messages_conversation": EMPTY_HELLO,
-    "test_message_with_name": EMPTY_HELLO,
     "test_tool_calling": (
         "model quality: the forced call is schema-exact, but the 1M-parameter model writes the value; for "
         "'magic_function(3)' it wrote {'input': 13} (measured), the test needs {'input': 3}"

@@ -68,7 +68,7 @@ def test_results_and_streams_report_the_providers_in_use(kb: Any) -> None:
     res = kb.complete("Zapur lives in")
     assert res.text == EXPECTED["complete_forward"]
     assert res.backend["backend"] == "onnxruntime" and res.backend["providers"] == ["cpu"]
-    final = [ev for ev in kb.stream_infill("Zapur works as a [MASK:1].") if isinstance(ev, ResultEvent)]
+    final = [ev for ev in kb.stream_infill("Zapur works as a [MASK:2].") if isinstance(ev, ResultEvent)]
     assert final[0].results[0].text == "Zapur works as a weaver." and final[0].results[0].backend["precision"] == "fp32"
 
 

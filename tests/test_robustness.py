@@ -61,16 +61,19 @@ def test_a_history_that_outgrows_the_window_drops_the_oldest_turns(bundled: Any)
     s = bundled.session(system="Be brief.")
     for _ in range(12):
         s.send("Where does Zapur live?", max_tokens=16, block_length=8)
-    assert s.dropped, "twelve turns of ~30 tokens must outgrow 384 - 16 tokens"
+    assert bundled.config.context_window == 192  # the bundled model's trained rows (config.json)
+    assert s.dropped, "twelve turns of ~30 tokens must outgrow 192 - 16 tokens"
     assert s.messages[0] == {"role": "system", "content": "Be brief."}
     n = len(s.dropped)
     res = s.send("Where does Zapur live?", max_tokens=16, block_length=8)
-    assert res.text == "Zapur lives in Duskmere." and len(s.dropped) >= n
-    assert res.prompt_tokens + 16 <= bundled.config.max_sequence_length
+    # the mechanics, not the answer: the bundled model was trained on one- and two-turn chats, and with
+    # four or more turns in its window its answers drift (README, "The bundled model")
+    assert res.text and len(s.dropped) >= n + 2  # one more turn (a question and its answer) dropped
+    assert res.prompt_tokens + 16 <= bundled.config.context_window
 
 
 def test_a_message_too_long_for_the_window_is_refused(bundled: Any) -> None:
-    with pytest.raises(ValueError, match="does not fit this model's context window of 384"):
+    with pytest.raises(ValueError, match="does not fit this model's context window of 192"):
         bundled.session().send("Zapur " * 400)
 
 

@@ -20,13 +20,6 @@ from llada_sdk.tokenizer import Tokenizer
 
 BUNDLED = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
 
-COPYING = (
-    "model quality, measured: the shipped weights never saw tool rows (no tool call; extraction writes junk such as "
-    "Person(name='.', city='6 57', job='8 49 50')); the retrained run (runs/bundled-v2) writes the documented "
-    "format but does not copy unseen names (step 2000: lookup(name='Puth') for 'Naisaith', 0/5 held-out people) -- "
-    "the 1M-parameter model memorises the 600 synthetic people; TrainConfig.fresh_people is the proposed fix"
-)
-
 
 class Person(BaseModel):
     name: str
@@ -151,7 +144,6 @@ def test_unsupported_schemas_are_refused_by_keyword() -> None:
         fill_schema(RandomLLM(0), "x", Person, max_items=-1)  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(reason=COPYING, strict=False)
 @pytest.mark.slow
 def test_the_bundled_model_extracts_a_person_it_never_saw(bundled: Any) -> None:
     person = fill_schema(bundled, "Zibrou is a pilot who lives in Kelso.", Person)

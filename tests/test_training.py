@@ -170,17 +170,63 @@ def test_fresh_people_rows_are_about_new_names_every_time() -> None:
     assert tok.decode(fixed._sft_row(True)[0]).count("<tool_call>") >= 1
 
 
-def test_the_default_recipe_is_the_shipped_models() -> None:
-    from llada_sdk.corpus import tokenizer_training_text
-    from llada_sdk.training import train_tokenizer
+def recipe_commands() -> list[tuple[str, list[str]]]:
+    """The commands of docs/train_bundled.sh as ``(program, argv)``, its variables expanded."""
+    import shlex
 
+    text = (Path(__file__).parent.parent / "docs" / "train_bundled.sh").read_text().replace("\\\n", " ")
+    variables = {"runs": "runs"}
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("tool_rows="):
+            variables["tool_rows"] = shlex.split(line.split("=", 1)[1])[0]
+        elif line.startswith("python "):
+            for name, value in variables.items():
+                line = line.replace(f'"${name}"', value).replace(f"${name}", value)
+            words = shlex.split(line)
+            program = words[2] if words[1] == "-m" else words[1]
+            out.append((program, words[3:] if words[1] == "-m" else words[2:]))
+    return out
+
+
+def test_the_recipe_script_is_the_shipped_models() -> None:
+    """docs/train_bundled.sh: every training command parses, each phase starts from the last one, and the
+    tokenizer those runs train is the bundled model's (the same ids, so the weights mean the same)."""
+    from llada_sdk.corpus import tokenizer_training_text
+    from llada_sdk.training import parse_args, train_tokenizer
+
+    commands = recipe_commands()
+    assert [c[0] for c in commands] == ["benchmarks/copy_probe.py", *["llada_sdk.training"] * 3, "llada_sdk.eval"]
+    previous = dict(zip(commands[0][1][::2], commands[0][1][1::2]))["--save"]
+    configs = []
+    for _, argv in commands[1:4]:
+        out, _resume, cfg = parse_args(argv)
+        assert cfg.init_from == previous and cfg.tools and cfg.split_spaces and cfg.fresh_people
+        assert (cfg.vocab_size, cfg.seq_len, cfg.pretrain_len) == (512, 192, 96)
+        previous = out
+        configs.append(cfg)
+    assert commands[-1][1] == ["--model", previous] == ["--model", "runs/bundled"]
     bundled = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
+    corpus = build_corpus(configs[0].seed, tools=True)
+    tok = train_tokenizer(tokenizer_training_text(corpus), 512, tool_tokens=True, split_spaces=True)
+    assert json.loads(tok.to_str()) == json.loads((bundled / "tokenizer.json").read_text())
+    assert json.loads((bundled / "config.json").read_text())["vocab_size"] == tok.get_vocab_size() == 514
+
+
+def test_the_default_recipe_is_the_first_models() -> None:
+    """Without flags, training is the first bundled model's recipe (no tool rows, GPT-2 pre-tokenizer)."""
     cfg = TrainConfig()
-    assert (cfg.steps, cfg.seq_len, cfg.vocab_size, cfg.sft_fraction, cfg.tools) == (8000, 96, 512, 0.3, False)
+    assert (cfg.steps, cfg.seq_len, cfg.vocab_size, cfg.sft_fraction, cfg.tools, cfg.split_spaces) == (
+        8000,
+        96,
+        512,
+        0.3,
+        False,
+        False,
+    )
     corpus = build_corpus(cfg.seed)
     assert not corpus.conversations and not corpus.extraction  # the tool rows are opt-in (tools=True)
-    tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size)
-    assert json.loads(tok.to_str()) == json.loads((bundled / "tokenizer.json").read_text())
 
 
 def test_split_spaces_makes_a_word_the_same_tokens_after_a_space_or_a_quote() -> None:
@@ -264,3 +310,23 @@ def test_init_from_starts_from_another_checkpoint_of_the_same_tokenizer_and_size
         train(TrainConfig(**{**SMALL, "vocab_size": 320, "init_from": str(first)}), tmp_path / "v", progress=False)
     with pytest.raises(ValueError, match="`init_from`.*sizes"):
         train(TrainConfig(**{**SMALL, "d_model": 64, "init_from": str(first)}), tmp_path / "d", progress=False)
+
+
+def test_train_only_updates_the_named_parameters_and_freezes_the_rest(tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(TrainConfig(**{**SMALL, "steps": 2}), first, progress=False)
+    attn = "q_proj,k_proj,v_proj,attn_out"
+    second = tmp_path / "second"
+    train(TrainConfig(**{**SMALL, "steps": 3, "init_from": str(first), "train_only": attn}), second, progress=False)
+    a, b = load_file(str(first / "model.safetensors")), load_file(str(second / "model.safetensors"))
+    moved = {k for k in a if not torch.equal(a[k], b[k])}
+    names = {k.split(".")[-2] for k in moved}
+    assert names == {"q_proj", "k_proj", "v_proj", "attn_out"}, names
+    assert len(moved) == 4 * SMALL.get("n_layers", TrainConfig.n_layers)  # every layer's four, nothing else
+    # only the trained parameters have optimizer moments (a resumed run restores exactly those)
+    state = load_file(str(second / "trainer_state.safetensors"))
+    assert {k.split("/")[1].split(".")[-2] for k in state if k.startswith("opt/")} == names
+    with pytest.raises(ValueError, match="`train_only`.*matches no parameter.*q_proj"):
+        train(TrainConfig(**{**SMALL, "train_only": "attention"}), tmp_path / "x", progress=False)
+    with pytest.raises(ValueError, match="`train_only` must name"):
+        TrainConfig(train_only=" , ")

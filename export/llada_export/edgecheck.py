@@ -22,11 +22,11 @@ from typing import Any
 EXPECTED = {
     "infill": "Zapur lives in Duskmere and works as a weaver.",
     "complete_backward": "Zapur",
-    "complete_forward": " Duskmere and works as a weaver.",
+    "complete_forward": " Duskmere.",
     "complete_middle": "Duskmere",
     "chat": "Zapur lives in Duskmere.",
     "session_second_turn": "Zapur's parent is Lotrobar.",
-    "stream_chat": "The day after Friday is Saturday.",
+    "stream_chat": "The month after March is April.",
     "choose": " Duskmere.",
 }
 
@@ -60,7 +60,7 @@ def run(bundle: str) -> dict[str, Any]:
     llm = LLaDA.from_pretrained(bundle)
     t_load = time.perf_counter() - t0
     got: dict[str, Any] = {}
-    got["infill"] = llm.infill("Zapur lives in [MASK:auto] and works as a [MASK:1].").text
+    got["infill"] = llm.infill("Zapur lives in [MASK:auto] and works as a [MASK:2].").text
     got["complete_backward"] = llm.complete(suffix="'s parent is Lotrobar.").text
     got["complete_forward"] = llm.complete("Zapur lives in").text
     got["complete_middle"] = llm.complete("Zapur lives in", " and works as a weaver.").text
@@ -70,7 +70,7 @@ def run(bundle: str) -> dict[str, Any]:
     got["session_second_turn"] = session.send("Who is Zapur's parent?").text
     deltas = [
         ev.delta
-        for ev in llm.stream_chat([{"role": "user", "content": "What day comes after Friday?"}])
+        for ev in llm.stream_chat([{"role": "user", "content": "What month comes after March?"}])
         if isinstance(ev, TextEvent)
     ]
     got["stream_chat"] = "".join(deltas)

@@ -157,7 +157,7 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
     Stream (a chunk per finished block; ``stream_steps=True`` adds one per denoising step):
         .. code-block:: python
 
-            for chunk in chat.stream("What day comes after Friday?"):
+            for chunk in chat.stream("What month comes after March?"):
                 print(chunk.content, end="")
 
     Async: ``ainvoke`` / ``astream`` decode in a worker thread; the event loop is never blocked, and

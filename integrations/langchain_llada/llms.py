@@ -70,8 +70,8 @@ class LLaDALLM(LLaDAParams, BaseLLM):
     Invoke -- forward, infill, backward:
         .. code-block:: python
 
-            llm.invoke("Zapur lives in")  # ' Duskmere and works as a weaver.'
-            llm.invoke("Zapur lives in [MASK:auto] and works as a [MASK:1].")  # the filled text
+            llm.invoke("Zapur lives in")  # ' Duskmere.'
+            llm.invoke("Zapur lives in [MASK:auto] and works as a [MASK:2].")  # the filled text
             llm.invoke("", suffix="'s parent is Lotrobar.")  # 'Zapur'
 
     Stream: a chunk per finished block, reported through ``on_llm_new_token``.

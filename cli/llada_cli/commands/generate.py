@@ -60,7 +60,7 @@ def generate(
     Examples:
       llada generate "Zapur lives in" --max-tokens 16 --block-length 16
       llada generate --chat "Where does Zapur live?" --json
-      llada generate --ids "0 63 471 314" --max-tokens 8
+      llada generate --ids "0 63 70 85 390" --max-tokens 8
     """
     options = resolve_options(ctx)
     if as_ids and as_chat:

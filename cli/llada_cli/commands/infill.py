@@ -48,7 +48,7 @@ def infill(
 
     \b
     Examples:
-      llada infill "Zapur lives in [MASK:2] and works as a [MASK]."
+      llada infill "Zapur lives in [MASK:2] and works as a [MASK:2]."
       llada infill "Zapur's parent is [MASK:auto]." --json
       llada infill "Zapur lives in Duskmere." --schema person.json
     """

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The bundled model (llada_sdk/bundled/llada-tiny-kb), as it was trained: four phases, each started
+# from the last one's weights (--init-from). docs/bundled-model.md has the reasons and the figures of
+# each phase. Seeded; the thread counts are the ones used (another count may change the last bits).
+# About 80 minutes on a 2-vCPU machine. Usage: bash docs/train_bundled.sh [RUNS_DIR]
+set -euo pipefail
+runs=${1:-runs}
+tool_rows="--tools --fresh-people --split-spaces --seq-len 192 --pretrain-len 96 --vocab-size 512"
+
+# 0. copying: a fresh model on extraction rows only (a word found in a sentence, copied into JSON),
+#    past the ~3 000-step plateau (8 min)
+python benchmarks/copy_probe.py --rows mix --steps 6000 --threads 2 --save "$runs/copy"
+# 1. the knowledge base, chat, tool-call and extraction formats at lr 3e-3 (25 min; copying is forgotten)
+python -m llada_sdk.training --out "$runs/kb" $tool_rows --extract-sft 0.3 --sft-fraction 0.45 \
+    --steps 8000 --threads 2 --init-from "$runs/copy"
+# 2. copy-dense batches at lr 1e-3: copying comes back on top of the knowledge base (25 min)
+python -m llada_sdk.training --out "$runs/copying" $tool_rows --extract-sft 0.5 --sft-fraction 0.7 \
+    --tool-fraction 0.8 --lr 1e-3 --steps 4000 --threads 1 --init-from "$runs/kb"
+# 3. the knowledge base back at lr 5e-4, jobs copied too (20 min); phases 2 and 3 ran on one thread each
+python -m llada_sdk.training --out "$runs/bundled" $tool_rows --extract-sft 0.6 --sft-fraction 0.45 \
+    --tool-fraction 0.7 --lr 5e-4 --steps 3000 --threads 1 --init-from "$runs/copying"
+python -m llada_sdk.eval --model "$runs/bundled"
