@@ -29,7 +29,14 @@ from typing import Any
 
 import torch
 
-from llada_sdk.corpus import EXTRACTION_TEMPLATES, Person, build_corpus, synthetic_people, tokenizer_training_text
+from llada_sdk.corpus import (
+    EXTRACTION_TEMPLATES,
+    Person,
+    build_corpus,
+    extraction_sentence,
+    synthetic_people,
+    tokenizer_training_text,
+)
 from llada_sdk.model import LLaDAModel
 from llada_sdk.training import (
     TrainConfig,
@@ -49,7 +56,7 @@ def make_row(kind: str, p: Person, rng: random.Random) -> tuple[str, dict[str, s
     if kind == "mix":  # half short rows, half the evaluation's sentences
         kind = "full" if rng.random() < 0.5 else "short"
     if kind == "full":
-        sentence = rng.choice(EXTRACTION_TEMPLATES).format(name=p.name, city=p.city, job=p.job)
+        sentence = extraction_sentence(p, rng.randrange(len(EXTRACTION_TEMPLATES)))
         return sentence, {"name": p.name, "city": p.city, "job": p.job}
     k = 0 if kind == "city" else rng.randrange(3)
     words = [[p.city], [p.name, p.city], [p.name, p.job, p.city]][k]

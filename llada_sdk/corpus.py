@@ -220,10 +220,14 @@ def extraction_json(p: Person) -> str:
     return json.dumps({"name": p.name, "city": p.city, "job": p.job}, ensure_ascii=False)
 
 
+def extraction_sentence(p: Person, template: int) -> str:
+    """``EXTRACTION_TEMPLATES[template]`` about ``p`` (``X lives in C and works as a J.`` ...)."""
+    return EXTRACTION_TEMPLATES[template].format(name=p.name, city=p.city, job=p.job)
+
+
 def extraction_doc(p: Person, template: int) -> str:
     """A sentence about ``p``, a newline, its facts as JSON (the ``fill_schema`` canvas, filled)."""
-    sentence = EXTRACTION_TEMPLATES[template].format(name=p.name, city=p.city, job=p.job)
-    return f"{sentence}\n{extraction_json(p)}"
+    return f"{extraction_sentence(p, template)}\n{extraction_json(p)}"
 
 
 GREETING_ANSWER = "Hello! Ask me about a person, a day or a month."

@@ -40,6 +40,7 @@ from llada_sdk.corpus import (
     build_corpus,
     extraction_doc,
     extraction_json,
+    extraction_sentence,
     synthetic_people,
     tokenizer_training_text,
     tool_conversations,
@@ -237,7 +238,7 @@ class RowSampler:
 
     def _extraction_row(self) -> tuple[list[int], int]:
         p = self._fresh_person() if self.fresh_people else self.rng.choice(self.synthetic)
-        sentence = self.rng.choice(EXTRACTION_TEMPLATES).format(name=p.name, city=p.city, job=p.job)
+        sentence = extraction_sentence(p, self.rng.randrange(len(EXTRACTION_TEMPLATES)))
         prompt = [self.bos, *self.enc_text(sentence + "\n")]
         return prompt + self.enc_text(extraction_json(p)) + [self.eos], len(prompt)
 
@@ -482,18 +483,16 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Adam
     )
 
 
-def freeze_except(model: torch.nn.Module, fragments: list[str]) -> list[str]:
-    """Freeze every parameter whose name contains none of ``fragments`` (none frozen if it is empty);
-    returns the names that still train."""
+def freeze_except(model: torch.nn.Module, fragments: list[str]) -> None:
+    """Freeze every parameter whose name contains none of ``fragments`` (none frozen if it is empty)."""
     if not fragments:
-        return [n for n, _ in model.named_parameters()]
-    trained = [n for n, _ in model.named_parameters() if any(f in n for f in fragments)]
+        return
+    trained = {n for n, _ in model.named_parameters() if any(f in n for f in fragments)}
     if not trained:
         names = sorted({n.split(".")[-2] for n, _ in model.named_parameters()})
         raise ValueError(f"`train_only` {fragments} matches no parameter; the names hold e.g. {names}")
     for name, param in model.named_parameters():
         param.requires_grad_(name in trained)
-    return trained
 
 
 def checkpoint_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -606,7 +605,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
             loss = llada_loss(model(noisy), batch.ids, masked, p, batch.prompt_len)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # frozen parameters have no gradient
         opt.step()
         value = loss.item()
         if not math.isfinite(value):

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from llada_sdk.corpus import EXTRACTION_TEMPLATES, N_SYNTHETIC, Corpus, lookup_result, synthetic_people
+from llada_sdk.corpus import (
+    EXTRACTION_TEMPLATES,
+    N_SYNTHETIC,
+    Corpus,
+    extraction_sentence,
+    lookup_result,
+    synthetic_people,
+)
 
 Task = tuple[str, Callable[[Any], float]]
 
@@ -66,7 +73,7 @@ def tasks(llm: Any, corpus: Corpus, seed: int = 0) -> dict[str, list[Task]]:
     kb_names = {n for p in corpus.people for n in (p.name, p.parent)}
     fresh = synthetic_people(seed, N_SYNTHETIC + 40, exclude=kb_names)[N_SYNTHETIC:]
     for i, p in enumerate(fresh):
-        sentence = EXTRACTION_TEMPLATES[i % len(EXTRACTION_TEMPLATES)].format(name=p.name, city=p.city, job=p.job)
+        sentence = extraction_sentence(p, i % len(EXTRACTION_TEMPLATES))
         expected = {"name": p.name, "city": p.city, "job": p.job}
         out["extract_person"].append((sentence, partial(_extract_fields, sentence=sentence, expected=expected)))
     return out
