@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from llada_sdk.canvas import Span, infill_canvas
-from llada_sdk.likelihood import log_likelihood_bounds
+from llada_sdk.likelihood import chain_log_likelihoods
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import Event, ResultEvent, TextEvent, TextResult
 from llada_sdk.runner import CanvasJob, check_length, drain, stream_canvas, with_result
@@ -18,10 +18,9 @@ from llada_sdk.runner import CanvasJob, check_length, drain, stream_canvas, with
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA
 
-AUTO_MC = 32  # masked copies per candidate when [MASK:auto] scores a text
-AUTO_SEED = 0  # the masks of that score are drawn from this seed: the choice is deterministic
 AUTO_START = 2  # the length an auto span has while the others are chosen first
 AUTO_ROUNDS = 3  # sweeps per auto span, at most
+AUTO_WINDOW = 8  # tokens scored past the last one where candidate texts differ
 
 Allowed = Sequence[Collection[int] | None]
 
@@ -159,6 +158,32 @@ def _natural_lengths(
     return out
 
 
+def _score_texts(llm: LLaDA, texts: list[list[int]]) -> list[float]:
+    """Rank decoded candidate texts by the left-to-right chain rule (``chain_log_likelihoods``) over
+    the tokens from the first position where the texts differ to ``AUTO_WINDOW`` tokens past the last
+    (counted from the end): before it the texts are the same, kept as context; after the window every
+    row keeps them masked, unscored (scoring the whole rest gave the same choices on the eval at up to
+    6x the rows on long JSON). The canvas's closing EOS is context, never scored (scored, it favoured
+    texts as long as the training rows)."""
+    shortest = min(map(len, texts))
+    first = next((j for j in range(shortest) if len({t[j] for t in texts}) > 1), shortest)
+    same_end = next((j for j in range(1, shortest) if len({t[-j] for t in texts}) > 1), shortest) - 1
+    start = max(len(llm.bos_ids), min(first, shortest - 2))  # each text keeps >= 1 scored token
+    stops = [max(start + 1, min(len(t) - 1, len(t) - same_end + AUTO_WINDOW)) for t in texts]
+    backend = llm.backend
+    return chain_log_likelihoods(
+        backend.predictor(None),
+        texts,
+        start,
+        mask_id=llm.config.mask_token_id,
+        pad_id=llm.config.eos_token_id,
+        ops=backend.ops,
+        asarray=backend.asarray,
+        stops=stops,
+        suffix_length=1,
+    )
+
+
 def _sweep(
     llm: LLaDA,
     parts: Sequence[str | Span],
@@ -167,27 +192,15 @@ def _sweep(
     k: int,
     max_auto: int,
     allowed: Allowed | None,
-) -> tuple[int, float]:
-    """Every length of span ``k`` (the others fixed), decoded and scored in one batch each: returns
-    the most likely text's length (ties: the shorter) and its score."""
-    backend = llm.backend
+) -> tuple[int, list[int]]:
+    """Every length of span ``k`` (the others fixed), decoded in one batch and ranked by
+    ``_score_texts``: returns the most likely text's length (ties: the shorter) and that text."""
     candidates = [[*lengths[:k], n, *lengths[k + 1 :]] for n in range(1, max_auto + 1)]
-    check_length(backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
+    check_length(llm.backend, len(_canvas(llm, parts, candidates[-1])[0]), "[MASK:auto]")
     texts = _decode_candidates(llm, parts, candidates, opts, allowed)
-    scores = log_likelihood_bounds(
-        backend.predictor(None),
-        texts,
-        len(llm.bos_ids),
-        mask_id=llm.config.mask_token_id,
-        pad_id=llm.config.eos_token_id,
-        ops=backend.ops,
-        asarray=backend.asarray,
-        mc_num=AUTO_MC,
-        seed=AUTO_SEED,
-        suffix_length=1,  # the closing EOS is context, not scored
-    )
+    scores = _score_texts(llm, texts)
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
-    return best + 1, scores[best]
+    return best + 1, texts[best]
 
 
 def choose_lengths(
@@ -196,25 +209,23 @@ def choose_lengths(
     """Coordinate ascent over the ``auto`` spans (README: "How [MASK:auto] works").
 
     Each ``auto`` span starts at its natural length (``_natural_lengths``, else ``AUTO_START``). For
-    one span at a time every length ``1..max_auto`` is decoded and the whole resulting text scored by
-    the model's Monte Carlo likelihood bound (``AUTO_MC`` masked copies from a fixed seed); the most
+    one span at a time every length ``1..max_auto`` is decoded and the resulting texts ranked by the
+    model's likelihood (``_score_texts``: the deterministic left-to-right chain rule); the most
     likely text's length wins. A span is swept again whenever another's length changed (at most
     ``AUTO_ROUNDS`` sweeps per span). With several spans the ascent runs twice, sweeping left to right
-    and right to left, and the more likely result wins: one order can stall where a span holds a
-    wrong length that makes a runaway neighbour look best (a sweep is deterministic, so one already
-    run -- same lengths, same span -- is reused, not run again). Texts of different lengths compete on
-    their joint likelihood; the canvas's closing EOS is context, not scored (scored, it favoured
-    texts as long as the training rows).
+    and right to left, and the more likely of the two results wins (scored together): one order can
+    stall where a span holds a wrong length that makes a runaway neighbour look best (a sweep is
+    deterministic, so one already run -- same lengths, same span -- is reused, not run again).
     """
     spans = [p for p in parts if isinstance(p, Span)]
     auto = [k for k, s in enumerate(spans) if s.length is None]
     start = _natural_lengths(llm, parts, opts, max_auto, allowed)
-    best: tuple[float, list[int]] | None = None
-    swept: dict[tuple[tuple[int, ...], int], tuple[int, float]] = {}  # a sweep is deterministic: never twice
+    finals: list[tuple[list[int], list[int]]] = []  # (lengths, decoded text) each order ends on
+    swept: dict[tuple[tuple[int, ...], int], tuple[int, list[int]]] = {}  # a sweep is deterministic: never twice
     for order in [auto, auto[::-1]] if len(auto) > 1 else [auto]:
         lengths = list(start)
         dirty = list(order)  # spans to sweep: all at first, then those whose neighbours' lengths changed
-        score = float("-inf")
+        text: list[int] | None = None
         for _ in range(AUTO_ROUNDS * len(auto)):
             if not dirty:
                 break
@@ -222,13 +233,16 @@ def choose_lengths(
             key = (tuple(lengths), k)
             if key not in swept:
                 swept[key] = _sweep(llm, parts, opts, lengths, k, max_auto, allowed)
-            n, score = swept[key]
+            n, text = swept[key]
             if n != lengths[k]:
                 lengths[k] = n
                 dirty += [j for j in order if j != k and j not in dirty]
-        if best is None or score > best[0]:
-            best = (score, lengths)
-    return best[1] if best is not None else start
+        if text is not None and all(lengths != f[0] for f in finals):
+            finals.append((lengths, text))
+    if len(finals) < 2:
+        return finals[0][0] if finals else start
+    scores = _score_texts(llm, [t for _, t in finals])
+    return finals[max(range(len(finals)), key=lambda i: (scores[i], -i))][0]
 
 
 def stream_infill_parts(

@@ -1,15 +1,18 @@
-"""Log-likelihood bounds of a continuation under a mask predictor, on torch or numpy arrays.
+"""Log-likelihoods of a continuation under a mask predictor, on torch or numpy arrays.
 
 ``monte_carlo_log_likelihood`` is the estimator of the official ``get_log_likelihood.py`` (LLaDA paper
 eq. 6 / App. B.5): draw a mask count per row (stratified over the batch), mask that many answer
 tokens at random, and average ``sum CE / (mask ratio)`` -- a lower bound on ``log p(answer | prompt)``.
 On torch its RNG calls (one ``randint``, then one ``randperm`` per row) follow the reference, so the
 same ``torch.manual_seed`` gives the same value.
+
+``chain_log_likelihoods`` is the deterministic left-to-right chain rule that ``[MASK:auto]`` ranks
+candidate texts with.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,58 +51,62 @@ def _draw_masks(dx: ArrayOps, T: int, batch: int, like: Array, generator: Genera
     return counts, drawn
 
 
-def log_likelihood_bounds(
+def chain_log_likelihoods(
     predictor: MaskPredictor,
     sequences: list[list[int]],
-    prompt_length: int,
+    start: int,
     *,
     mask_id: int,
     pad_id: int,
     ops: ArrayOps,
     asarray: Callable[[Any], Array],
-    mc_num: int = 32,
-    seed: int = 0,
+    stops: Sequence[int] | None = None,
     rows_per_call: int = 128,
     suffix_length: int = 0,
 ) -> list[float]:
-    """The estimator's bound for many sequences at once (each ``sequences[i][prompt_length:]`` given
-    its first ``prompt_length`` tokens): every sequence gets ``mc_num`` masked copies drawn from numpy's
-    RNG with ``seed`` (so a sequence's score does not depend on the others), and the copies of all
-    sequences run together, right-padded with ``pad_id`` behind an attention mask. The last
-    ``suffix_length`` tokens of each sequence are context, never masked nor scored (an infill canvas's
-    closing EOS: scoring it would favour texts of the length the training rows had)."""
+    """The left-to-right chain rule over ``sequence[start:stop]`` of each sequence, given what precedes
+    it: with ``end = len(sequence) - suffix_length``, every scored position ``j`` gets one row with the
+    positions ``j .. end - 1`` masked (everything before ``j`` and the suffix visible) that gives
+    ``log p(x_j | ...)``, and the terms are summed. ``stops[i]`` (default ``end``) ends the scored
+    tokens of sequence ``i`` early: the tokens from there to ``end`` are masked in every row and never
+    scored (they still give the model the text's length). Deterministic (no masks are drawn), so texts
+    compared on it differ only by their own tokens -- the Monte Carlo bound's sampling noise is larger
+    than the gap between two candidate lengths (README: "How [MASK:auto] works"). Costs one forward row
+    per scored token; the rows of all sequences run together, right-padded with ``pad_id`` behind an
+    attention mask."""
     L = max(len(s) for s in sequences)
     rows: list[list[int]] = []
-    originals: list[list[int]] = []
-    masks: list[list[bool]] = []
-    weights: list[float] = []
-    for seq in sequences:
-        T = len(seq) - prompt_length - suffix_length
-        if T <= 0:
-            raise ValueError("every sequence needs at least one token between the prompt and the suffix")
-        counts, drawn = _draw_masks(NUMPY, T, mc_num, NUMPY.asarray([0]), np.random.default_rng(seed))
+    targets: list[tuple[int, int]] = []  # (position, token) scored by each row
+    owner: list[int] = []
+    if stops is not None and len(stops) != len(sequences):
+        raise ValueError(f"`stops` must have one entry per sequence ({len(sequences)}), got {len(stops)}")
+    for i, seq in enumerate(sequences):
+        end = len(seq) - suffix_length
+        stop = end if stops is None else stops[i]
+        if not start < stop <= end:
+            raise ValueError(
+                f"every sequence needs at least one token between `start` and the suffix: start {start}, "
+                f"stop {stop}, end {end} (sequence {i})"
+            )
         padded = list(seq) + [pad_id] * (L - len(seq))
-        for row in range(mc_num):
-            m = [False] * prompt_length + [bool(v) for v in drawn[row]] + [False] * (L - len(seq) + suffix_length)
-            rows.append([mask_id if f else t for f, t in zip(m, padded)])
-            originals.append(padded)
-            masks.append(m)
-            weights.append(T / float(counts[row]))  # 1 / (mask ratio)
-    am = [[1] * len(s) + [0] * (L - len(s)) for s in sequences for _ in range(mc_num)]
-    nll: list[float] = []
+        for j in range(start, stop):
+            rows.append(padded[:j] + [mask_id] * (end - j) + padded[end:])
+            targets.append((j, padded[j]))
+            owner.append(i)
+    am = [[1] * len(sequences[i]) + [0] * (L - len(sequences[i])) for i in owner]
+    total = [0.0] * len(sequences)
     with ops.no_grad():
-        for i in range(0, len(rows), rows_per_call):
-            ids = asarray(rows[i : i + rows_per_call])
-            logits = predictor(ids, asarray(am[i : i + rows_per_call]))
+        for a in range(0, len(rows), rows_per_call):
+            ids = asarray(rows[a : a + rows_per_call])
+            logits = predictor(ids, asarray(am[a : a + rows_per_call]))
             if isinstance(logits, tuple):
                 raise ValueError("scoring needs a backend that returns logits, not fused candidates")
-            logp = ops.take_last(
-                ops.log_softmax(ops.astype(logits, "float32"), -1), asarray(originals[i : i + rows_per_call])
-            )
-            masked = ops.asarray(masks[i : i + rows_per_call], "bool", like=ids)
-            nll += [float(v) for v in ops.where(masked, -logp, 0.0).sum(-1).tolist()]
-    n = mc_num
-    return [-sum(nll[j * n + r] * weights[j * n + r] for r in range(n)) / n for j in range(len(sequences))]
+            picked = targets[a : a + rows_per_call]
+            at = logits[asarray(list(range(len(picked)))), asarray([j for j, _ in picked])]  # [rows, V]
+            logp = ops.take_last(ops.log_softmax(ops.astype(at, "float32"), -1), asarray([t for _, t in picked]))
+            for i, v in zip(owner[a : a + rows_per_call], logp.tolist()):
+                total[i] += float(v)
+    return total
 
 
 def monte_carlo_log_likelihood(

@@ -48,7 +48,7 @@ def test_every_task_is_documented_in_the_readme_table(bundled: Any) -> None:
 # Issue 10 targets (agent >= 90 %, extraction >= 95 % of fields, schema validity 100 %) on a fixed subset.
 # Shipped (README): agent 100 %, extraction 88.3 % of fields (below its target: some unseen names get a
 # wrong token length), schema validity 100 %. The first 8 extraction items score 23 of 24 fields.
-TOOL_THRESHOLDS = {"schema_validity": (8, 1.0), "agent_heldout_people": (15, 0.9), "extract_person": (8, 0.9)}
+TOOL_THRESHOLDS = {"schema_validity": (8, 1.0), "agent_heldout_people": (15, 0.9), "extract_person": (12, 0.95)}
 
 
 @pytest.mark.slow

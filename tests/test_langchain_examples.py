@@ -12,12 +12,6 @@ pytest.importorskip("langchain")
 
 ROOT = Path(__file__).parent.parent
 
-NAME_LENGTH = (
-    "model quality, measured: the second bundled model extracts every city and job of the evaluation and "
-    "88 % of its fields, but picks a wrong token length for some unseen names ('Marerelin' for 'Marelin'; "
-    "with the true length it copies the name: 12 of 12 probed) -- README, extract_person"
-)
-
 pytestmark = pytest.mark.slow  # each example runs the model in a subprocess
 
 
@@ -55,7 +49,6 @@ def test_agent_example() -> None:
     ]
 
 
-@pytest.mark.xfail(reason=NAME_LENGTH, strict=False)
 @pytest.mark.slow
 def test_extract_example() -> None:
     assert run("langchain_extract.py") == [

@@ -21,9 +21,10 @@ from langchain_llada import ChatLLaDA
 XFAIL = {
     "test_tool_calling": (
         "model quality: the forced call is schema-exact, but the 1M-parameter model writes the value; for "
-        "'magic_function(3)' it wrote {'input': 13} (measured), the test needs {'input': 3}"
+        "'magic_function(3)' it wrote {'input': 0} (measured; {'input': 13} with the Monte Carlo length "
+        "score), the test needs {'input': 3}"
     ),
-    "test_tool_calling_async": "model quality: as test_tool_calling (measured {'input': 13})",
+    "test_tool_calling_async": "model quality: as test_tool_calling (measured {'input': 0})",
     "test_agent_loop": (
         "model quality: the bundled model never saw a weather question; it answers instead of calling "
         "get_weather (measured: no tool call)"
