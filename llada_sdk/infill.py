@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 AUTO_START = 2  # the length an auto span has while the others are chosen first
 AUTO_ROUNDS = 3  # sweeps per auto span, at most
 AUTO_WINDOW = 8  # tokens scored past the last one where candidate texts differ
+AUTO_LOGITS_BUDGET = 1 << 28  # logits per scoring call, at most (1 GiB in float32): ~10 rows of 200 tokens at 126k
 
 Allowed = Sequence[Collection[int] | None]
 
@@ -180,6 +181,7 @@ def _score_texts(llm: LLaDA, texts: list[list[int]]) -> list[float]:
         ops=backend.ops,
         asarray=backend.asarray,
         stops=stops,
+        rows_per_call=max(1, min(128, AUTO_LOGITS_BUDGET // (max(map(len, texts)) * llm.config.vocab_size))),
         suffix_length=1,
     )
 

@@ -80,3 +80,22 @@ def test_schema_names_get_their_length_from_the_chain_rule(bundled: Any, sentenc
 
     schema = {"type": "object", "properties": {k: {"type": "string"} for k in ("name", "city", "job")}}
     assert fill_schema(bundled, sentence, schema)["name"] == name
+
+
+def test_auto_scoring_calls_keep_the_logits_within_budget(bundled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llada_sdk import infill
+
+    seen: list[tuple[int, int]] = []
+    real = infill.chain_log_likelihoods
+
+    def spy(predictor: Any, sequences: list[list[int]], start: int, **kw: Any) -> list[float]:
+        seen.append((kw["rows_per_call"], max(map(len, sequences))))
+        return real(predictor, sequences, start, **kw)
+
+    monkeypatch.setattr(infill, "chain_log_likelihoods", spy)
+    budget = 3 * 40 * bundled.config.vocab_size
+    monkeypatch.setattr(infill, "AUTO_LOGITS_BUDGET", budget)
+    bundled.infill("Zapur lives in [MASK:auto].", max_auto_length=4)
+    assert seen
+    for rows, length in seen:  # rows x length x vocab logits per call: within the budget, >= 1 row
+        assert 1 <= rows < 128 and rows * length * bundled.config.vocab_size <= budget
