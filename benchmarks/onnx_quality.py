@@ -1,11 +1,12 @@
 """Quality of the exported precisions on the bundled model: logit error vs PyTorch float32 (the
 parity figures each export writes into its sidecar) and the bundled eval tasks per precision.
 
-    python benchmarks/onnx_quality.py [--threads 1] [--precisions fp32,int8,fp16] [--workdir DIR]
+    python benchmarks/onnx_quality.py [--threads 1] [--precisions fp32,int8,fp16] [--workdir DIR] [--all-tasks]
 
 Prints one markdown table of eval accuracies (torch eager float32 first) and one of logit errors.
 The eval runs on onnxruntime's CPU provider; fp16 on the CPU is for the quality figure only (it is
-meant for GPUs).
+meant for GPUs). ``--all-tasks`` adds the structured-output and LangChain tasks (`schema_validity`,
+`agent_heldout_people`, `extract_person`; the last two need the ``langchain`` extra).
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--precisions", default="fp32,int8,fp16")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--all-tasks", action="store_true", help="every eval task, not only the text ones")
     args = parser.parse_args()
+    tasks_run = None if args.all_tasks else TASKS
     torch.set_num_threads(args.threads)
     register(PLUGIN)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="llada-quality-"))
-    reports = {"torch eager fp32": evaluate(LLaDA.from_pretrained(None, backend="torch", device="cpu"), tasks=TASKS)}
+    reports = {
+        "torch eager fp32": evaluate(LLaDA.from_pretrained(None, backend="torch", device="cpu"), tasks=tasks_run)
+    }
     parity = {}
     for precision in args.precisions.split(","):
         folder = work / f"kb-{precision}"
@@ -43,7 +48,7 @@ def main() -> None:
             export(None, folder, precision=precision, graphs=("logits", "greedy"), threads=args.threads, overwrite=True)
         llm = LLaDA.from_pretrained(folder, providers="cpu", threads=args.threads)
         parity[precision] = llm.backend.sidecar.parity
-        reports[f"onnxruntime {precision}"] = evaluate(llm, tasks=TASKS)
+        reports[f"onnxruntime {precision}"] = evaluate(llm, tasks=tasks_run)
     tasks = list(reports["torch eager fp32"])
     print(f"threads={args.threads}")
     print("| task | " + " | ".join(reports) + " |")
