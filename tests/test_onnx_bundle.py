@@ -140,6 +140,19 @@ def test_int8_bundle_keeps_the_readme_texts(tmp_path: Path) -> None:
     size = sum(g.bytes for g in result.sidecar.graphs.values())
     assert size < 0.5 * 2 * (ROOT / "llada_sdk/bundled/llada-tiny-kb/model.safetensors").stat().st_size
     assert run(str(result.folder))["texts"] == EXPECTED
+    # every linear layer is quantised except the LM head, which stays float32
+    import onnx
+
+    from llada_export.exporter import lm_head_nodes
+
+    graph = onnx.load(str(result.folder / "greedy.onnx")).graph
+    head = lm_head_nodes(graph, int(result.sidecar.config["embedding_size"]))
+    assert len(head) == 1
+    weights = {init.name: init for init in graph.initializer}
+    node = next(n for n in graph.node if n.name == head[0])
+    assert node.op_type == "MatMul" and weights[node.input[1]].data_type == onnx.TensorProto.FLOAT
+    n_layers = int(result.sidecar.config["n_layers"])
+    assert sum(n.op_type == "MatMulInteger" for n in graph.node) == 7 * n_layers  # q, k, v, out, gate, up, down
 
 
 @pytest.mark.slow
