@@ -36,6 +36,21 @@ class MaskPredictor(Protocol):
 
 
 @runtime_checkable
+class StepMaskPredictor(MaskPredictor, Protocol):
+    """A fused predictor that also runs a whole budgeted step itself, so that a device backend can
+    keep the canvas on its device between steps (the host sends ``k``, never the canvas).
+
+    ``commit_step(x, attention_mask, k, end)`` does what the engine would with this predictor's
+    ``(x0, confidence)``: per row, the ``k[row]`` most confident masked positions left of ``end``
+    (ties: the lower index) take their candidate. It writes them into ``x`` in place and returns the
+    committed positions, bool ``[B, L]``. The engine calls it only for budgeted steps without a cache,
+    CFG or logits processor; everything else goes through ``__call__``.
+    """
+
+    def commit_step(self, x: Array, attention_mask: Array | None, k: Array, end: int) -> Array: ...
+
+
+@runtime_checkable
 class CachedMaskPredictor(MaskPredictor, Protocol):
     """A predictor with Fast-dLLM's approximate KV cache (``cache="prefix"|"dual"``).
 

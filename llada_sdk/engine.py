@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from llada_sdk import policies
 from llada_sdk.arrays import Array, Generator, ops_for
-from llada_sdk.backend import CachedMaskPredictor, MaskPredictor
+from llada_sdk.backend import CachedMaskPredictor, MaskPredictor, StepMaskPredictor
 from llada_sdk.results import BlockEvent, DoneEvent, StepEvent
 
 if TYPE_CHECKING:
@@ -222,6 +222,10 @@ def denoise(
             raise ValueError("`cache` does not support classifier-free guidance or padded batches")
         cached = predictor
     prompt_index = x != cfg.mask_id
+    # a backend that commits on its device (the canvas stays there between budgeted steps)
+    stepper = predictor if cached is None and logits_processor is None and cfg.cfg_scale <= 0 else None
+    if not isinstance(stepper, StepMaskPredictor):
+        stepper = None
     nfe = 0
     for b, ((start, end), steps) in enumerate(zip(blocks, steps_per_block)):
         parallel = cfg.parallel
@@ -249,18 +253,21 @@ def denoise(
             # no-grad (torch: inference mode) for the step only: it must not leak into the consumer
             with xp.no_grad():
                 seg_start = 0
-                if cached is None:
-                    out = _predict(predictor, x, attention_mask, prompt_index, cfg)
-                elif step == 0:
-                    out, past = cached.forward_cached(x)
+                if stepper is not None and k is not None:
+                    chosen = stepper.commit_step(x, attention_mask, k, end)
                 else:
-                    seg_start, seg_end = start, (x.shape[1] if cfg.cache == "prefix" else end)
-                    out, _ = cached.forward_cached(x[:, seg_start:seg_end], past, seg_start)
-                if logits_processor is not None:
-                    if isinstance(out, tuple):
-                        raise ValueError("a logits processor needs a backend that returns logits")
-                    out = logits_processor(out, seg_start)
-                chosen = _commit(x, seg_start, out, end, k, cfg, generator)
+                    if cached is None:
+                        out = _predict(predictor, x, attention_mask, prompt_index, cfg)
+                    elif step == 0:
+                        out, past = cached.forward_cached(x)
+                    else:
+                        seg_start, seg_end = start, (x.shape[1] if cfg.cache == "prefix" else end)
+                        out, _ = cached.forward_cached(x[:, seg_start:seg_end], past, seg_start)
+                    if logits_processor is not None:
+                        if isinstance(out, tuple):
+                            raise ValueError("a logits processor needs a backend that returns logits")
+                        out = logits_processor(out, seg_start)
+                    chosen = _commit(x, seg_start, out, end, k, cfg, generator)
             nfe += 1
             yield StepEvent(block=b, step=step, forward_passes=nfe, chosen=chosen, canvas=x, start=seg_start)
             step += 1

@@ -237,6 +237,65 @@ def test_fused_backend_gives_the_same_tokens(tiny: Any) -> None:
         generate(fused, prompt, cfg_scale=1.0, **kw)
 
 
+class Stepping:
+    """A fused predictor that commits a budgeted step itself (a ``StepMaskPredictor``), recording which
+    path the engine took; its commit is deliberately written apart from the engine's (``topk`` per row)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model, self.steps, self.calls = model, 0, 0
+
+    def __call__(self, ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Any:
+        self.calls += 1
+        logits = self.model(ids, attention_mask)
+        x0 = logits.argmax(-1)
+        return x0, torch.softmax(logits.float(), -1).gather(-1, x0[..., None])[..., 0]
+
+    def commit_step(self, x: torch.Tensor, attention_mask: Any, k: torch.Tensor, end: int) -> torch.Tensor:
+        self.steps += 1
+        logits = self.model(x, attention_mask)
+        x0 = logits.argmax(-1)
+        conf = torch.softmax(logits.float(), -1).gather(-1, x0[..., None])[..., 0]
+        masked = x == MASK
+        eligible = masked & (torch.arange(x.shape[1]) < end)[None, :]
+        conf = torch.where(eligible, conf, torch.tensor(-math.inf))
+        chosen = torch.zeros_like(masked)
+        for row in range(x.shape[0]):
+            chosen[row, conf[row].topk(int(k[row])).indices] = True
+        x[chosen & masked] = x0[chosen & masked]
+        return chosen
+
+
+def test_a_step_predictor_runs_the_budgeted_steps_and_nothing_else(tiny: Any) -> None:
+    from llada_sdk.backend import StepMaskPredictor
+
+    prompt = torch.tensor([[300, 5, 6, 7, 8], [300, 9, 10, 11, 12]])
+    kw: dict[str, Any] = {"steps": 8, "gen_length": 8, "block_length": 4, "mask_id": MASK}
+    stepping = Stepping(tiny.model)
+    assert isinstance(stepping, StepMaskPredictor)
+    assert torch.equal(generate(stepping, prompt, **kw), generate(tiny.model, prompt, **kw))
+    assert (stepping.steps, stepping.calls) == (8, 0)
+    # a threshold rule has no budget: the engine predicts and selects itself
+    x = torch.cat([prompt, torch.full((2, 8), MASK)], 1)
+    cfg = DecodeConfig.from_options(GenerationOptions(threshold=0.9), mask_id=MASK)
+    list(denoise(stepping, x, [(5, 9), (9, 13)], [4, 4], cfg))
+    assert stepping.steps == 8 and stepping.calls > 0 and not bool((x == MASK).any())
+    # a logits processor needs logits: the step predictor is not asked to commit
+    calls = stepping.calls
+    x = torch.cat([prompt, torch.full((2, 8), MASK)], 1)
+    with pytest.raises(ValueError, match="logits processor needs a backend that returns logits"):
+        list(
+            denoise(
+                stepping,
+                x,
+                [(5, 13)],
+                [8],
+                DecodeConfig.from_options(GenerationOptions(), mask_id=MASK),
+                logits_processor=lambda logits, start: logits,
+            )
+        )
+    assert stepping.steps == 8 and stepping.calls == calls + 1
+
+
 def test_stop_check_fills_the_rest_with_eos_and_counts_saved_passes(tiny: Any) -> None:
     x = torch.cat([torch.tensor([[300, 5, 6]]), torch.full((1, 8), MASK)], dim=1)
     cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=MASK, eos_id=301)

@@ -23,10 +23,11 @@ from llada_export.runtime import (
     CachedPredictor,
     GreedyPredictor,
     LogitsPredictor,
+    StepPredictor,
     load_bundle,
 )
 from llada_export.sidecar import Sidecar
-from llada_sdk.backend import CachedMaskPredictor, register
+from llada_sdk.backend import CachedMaskPredictor, StepMaskPredictor, register
 
 register(PLUGIN)  # until the entry point of pyproject.toml is installed
 
@@ -93,6 +94,7 @@ def test_export_writes_sidecar_with_symbolic_dims_and_parity(bundle: Path) -> No
     assert set(side.graphs) == {
         "logits",
         "greedy",
+        "commit",
         "cache_open",
         "cache_step",
         "cache_open_greedy",
@@ -130,12 +132,53 @@ def test_forward_logits_match_reference(bundle: Path, golden: Any, name: str) ->
     assert diff.mean() <= golden["tolerances"]["logits_mean_abs_diff_fp32"], diff.mean()
 
 
+@pytest.fixture(scope="module")
+def step_llm(bundle: Path) -> Any:
+    """The same bundle with the device loop forced on the CPU provider (the ``commit`` graph)."""
+    from llada_sdk import LLaDA
+
+    return LLaDA.from_pretrained(bundle, eot_token_id=348, providers="cpu", threads=1, device_loop=True)
+
+
+@pytest.mark.parametrize("loop", ["host", "device"])
 @pytest.mark.parametrize("name", UNSEEDED)
-def test_generate_matches_reference(onnx_llm: Any, golden: Any, name: str) -> None:
+def test_generate_matches_reference(onnx_llm: Any, step_llm: Any, golden: Any, name: str, loop: str) -> None:
+    llm = step_llm if loop == "device" else onnx_llm
     case = _case(golden, name)
-    out = onnx_llm.generate(case["prompt"], case["attention_mask"], **{k: case["args"][k] for k in GENERATE_KEYS})
+    out = llm.generate(case["prompt"], case["attention_mask"], **{k: case["args"][k] for k in GENERATE_KEYS})
     assert isinstance(out, np.ndarray) and out.dtype == np.int64
     assert out.tolist() == case["output"]
+
+
+def test_the_device_loop_sends_the_canvas_once(step_llm: Any, golden: Any) -> None:
+    """Budgeted greedy steps run the commit graph: the canvas goes to the device once per call, every
+    later step feeds the previous step's output back; same tokens and forward passes as the host loop."""
+    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.options import GenerationOptions
+
+    cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
+    predictor = step_llm.backend.predictor(cfg)
+    assert isinstance(predictor, StepPredictor) and isinstance(predictor, StepMaskPredictor)
+    threshold = DecodeConfig.from_options(GenerationOptions(threshold=0.9), mask_id=336, eos_id=301, eot_id=348)
+    assert step_llm.backend.predictor(threshold) is predictor  # the same graphs; threshold steps use __call__
+    case = _case(golden, "semi_autoregressive")
+    args = {k: case["args"][k] for k in GENERATE_KEYS}
+    before = predictor.uploads
+    out = step_llm.generate(case["prompt"], case["attention_mask"], **args)
+    assert out.tolist() == case["output"]
+    assert predictor.uploads - before == 1 and args["steps"] > 1 and args["gen_length"] > args["block_length"]
+
+
+def test_device_loop_is_off_on_the_cpu_by_default_and_typed(onnx_llm: Any, bundle: Path) -> None:
+    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.options import GenerationOptions
+
+    cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
+    assert onnx_llm.backend.device_loop is False
+    assert isinstance(onnx_llm.backend.predictor(cfg), GreedyPredictor)
+    assert not isinstance(onnx_llm.backend.predictor(cfg), StepPredictor)
+    with pytest.raises(TypeError, match="`device_loop` must be None, True or False, got 'yes'"):
+        load_bundle(bundle, providers="cpu", device_loop="yes")
 
 
 def test_greedy_runs_use_the_fused_graph_and_others_the_logits_graph(onnx_llm: Any) -> None:
@@ -230,3 +273,32 @@ def test_cached_step_accepts_one_token_segments_and_checks_bounds(bundle: Path) 
         cached.forward_cached(ids[:, :4], past, 18)
     with pytest.raises(ValueError, match="`start` must be 0"):
         cached.forward_cached(ids, None, 3)
+
+
+def _cuda_available() -> bool:
+    import shutil
+    import subprocess
+
+    import onnxruntime as ort
+
+    if shutil.which("nvidia-smi") is None:
+        return False
+    out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True)
+    return out.returncode == 0 and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda_available(), reason="needs a CUDA GPU and onnxruntime-gpu (llada-sdk[gpu])")
+def test_device_loop_on_cuda_keeps_the_canvas_there(bundle: Path, golden: Any) -> None:
+    from llada_sdk import LLaDA
+
+    llm = LLaDA.from_pretrained(bundle, eot_token_id=348, providers="cuda", strict=True)
+    assert llm.backend.device_loop is True and llm.backend.info()["device"] == "cuda:0"
+    for name in UNSEEDED:
+        case = _case(golden, name)
+        assert (
+            llm.generate(case["prompt"], case["attention_mask"], **{k: case["args"][k] for k in GENERATE_KEYS}).tolist()
+            == case["output"]
+        ), name
+    step = llm.backend._predictors["step"]
+    assert isinstance(step, StepPredictor) and step.uploads <= len(UNSEEDED)  # once per call at most

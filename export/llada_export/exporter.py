@@ -9,7 +9,9 @@ Graphs (``--graphs`` picks groups; each graph file holds its own copy of the wei
 - ``logits``: ``(input_ids, attention_mask) -> logits`` (float32): everything (temperature, CFG, scoring).
 - ``greedy``: the model and the policy's candidate choice traced together -- the same torch function
   the engine uses to turn logits into ``(x0, confidence)``, with the EOS/EOT rules inside -- so the
-  host loop moves ``[B, L]`` integers and floats, not ``[B, L, V]`` logits.
+  host loop moves ``[B, L]`` integers and floats, not ``[B, L, V]`` logits. The group also writes
+  ``commit`` (weightless, built from ONNX operators: ``_commit_graph``), one budgeted step's top-k commit,
+  which lets a GPU keep the canvas on the device between steps (the runtime's ``StepPredictor``).
 - ``cache``: Fast-dLLM's caches: ``cache_open`` (``input_ids -> logits, present_keys, present_values``,
   keys/values ``[layers, B, kv_heads, L, head_dim]``) and ``cache_step`` (``input_ids`` of canvas
   positions ``start ..``, ``past_keys``, ``past_values``, ``start -> logits``), both tracing
@@ -18,7 +20,7 @@ Graphs (``--graphs`` picks groups; each graph file holds its own copy of the wei
 Opset 20 (torch's default): opset 23 would emit the fused ``Attention`` op, but onnxruntime then needs
 the key-padding bias expanded to ``[B, 1, L, L]`` and on the CPU it measured no faster. Precision:
 ``fp32``; ``fp16`` (exported from the model cast to float16, RMSNorm and RoPE stay float32 as in
-PyTorch; for GPUs); ``int8`` (onnxruntime's dynamic quantisation of every weight MatMul, for CPUs).
+PyTorch; for GPUs); ``int8`` (onnxruntime's dynamic quantisation of every weight MatMul but the LM head, for CPUs).
 onnxruntime's own tools are used, not optimum-onnx (it pins transformers < 4.58 and forces the legacy
 TorchScript exporter, which cannot export RMSNorm).
 
@@ -143,13 +145,23 @@ def _wrappers() -> dict[str, type]:
 _IO = {
     "logits": (["input_ids", "attention_mask"], ["logits"]),
     "greedy": (["input_ids", "attention_mask"], ["x0", "confidence"]),
+    "commit": (["input_ids", "x0", "confidence", "k", "end"], ["next_ids", "chosen"]),
     "cache_open": (["input_ids"], ["logits", "present_keys", "present_values"]),
     "cache_open_greedy": (["input_ids"], ["x0", "confidence", "present_keys", "present_values"]),
     "cache_step": (["input_ids", "past_keys", "past_values", "start"], ["logits"]),
     "cache_step_greedy": (["input_ids", "past_keys", "past_values", "start"], ["x0", "confidence"]),
 }
 # which outputs/inputs carry the batch and sequence dimensions (they must stay symbolic)
-_SYMBOLIC = {"input_ids": (0, 1), "attention_mask": (0, 1), "logits": (0, 1), "x0": (0, 1), "confidence": (0, 1)}
+_SYMBOLIC = {
+    "input_ids": (0, 1),
+    "attention_mask": (0, 1),
+    "logits": (0, 1),
+    "x0": (0, 1),
+    "confidence": (0, 1),
+    "next_ids": (0, 1),
+    "chosen": (0, 1),
+    "k": (0,),
+}
 _SYMBOLIC_KV = {"past_keys": (1, 3), "past_values": (1, 3), "present_keys": (1, 3), "present_values": (1, 3)}
 
 
@@ -211,6 +223,63 @@ def _export_graph(
             verbose=False,
         )
         program.save(str(path), external_data=external)
+
+
+def _commit_graph(path: Path, opset: int, mask_id: int, confidence_dtype: str) -> None:
+    """The ``commit`` graph: one budgeted step's choice and commit, on the device, so that the canvas
+    stays there between steps (``StepMaskPredictor``). Inputs: the canvas ``input_ids``, the ``greedy``
+    graph's ``x0`` and ``confidence``, ``k`` [B] and ``end`` (a scalar); outputs ``next_ids`` and
+    ``chosen``. It is the engine's budgeted commit (``engine._commit`` with ``policies.select_top_k``)
+    written in ONNX operators -- the per-row ``k`` of the torch policy is a Python loop that does not
+    trace: eligible are the masked positions left of ``end``; per row the ``k`` highest confidences
+    win, ties to the lower index (ONNX ``TopK`` over the whole row orders equal values by index, as the
+    policy's stable sort does), and a chosen masked position takes its candidate. Weightless (a few
+    hundred bytes); ``parity_run`` checks it against the engine."""
+    onnx = require("onnx", "onnx")
+    h, tp = onnx.helper, onnx.TensorProto
+    conf_type = {"float32": tp.FLOAT, "float16": tp.FLOAT16}[confidence_dtype]
+    nodes = [
+        h.make_node("Constant", [], ["mask_id"], value=h.make_tensor("m", tp.INT64, [], [mask_id])),
+        h.make_node("Constant", [], ["one"], value=h.make_tensor("o", tp.INT64, [1], [1])),
+        h.make_node("Constant", [], ["zero_s"], value=h.make_tensor("z", tp.INT64, [], [0])),
+        h.make_node("Constant", [], ["one_s"], value=h.make_tensor("u", tp.INT64, [], [1])),
+        h.make_node("Constant", [], ["neg_inf"], value=h.make_tensor("n", tp.FLOAT, [], [float("-inf")])),
+        h.make_node("Equal", ["input_ids", "mask_id"], ["masked"]),
+        h.make_node("Shape", ["input_ids"], ["shape"]),
+        h.make_node("Gather", ["shape", "one_s"], ["length"], axis=0),  # L, a scalar
+        h.make_node("Range", ["zero_s", "length", "one_s"], ["positions"]),  # [L]
+        h.make_node("Less", ["positions", "end"], ["before_end"]),
+        h.make_node("And", ["masked", "before_end"], ["eligible"]),
+        h.make_node("Where", ["masked", "x0", "input_ids"], ["candidate"]),
+        h.make_node("Cast", ["confidence"], ["conf32"], to=tp.FLOAT),
+        h.make_node("Where", ["eligible", "conf32", "neg_inf"], ["score"]),
+        h.make_node("Reshape", ["length", "one"], ["length_1"]),
+        h.make_node("TopK", ["score", "length_1"], ["_values", "order"], axis=1, largest=1, sorted=1),
+        h.make_node("Expand", ["positions", "shape"], ["places"]),  # [B, L]: 0 .. L-1 per row
+        h.make_node("ConstantOfShape", ["shape"], ["zeros"], value=h.make_tensor("zz", tp.INT64, [1], [0])),
+        h.make_node("ScatterElements", ["zeros", "order", "places"], ["rank"], axis=1),  # rank of each position
+        h.make_node("Unsqueeze", ["k", "one"], ["k_col"]),
+        h.make_node("Less", ["rank", "k_col"], ["chosen"]),
+        h.make_node("Where", ["chosen", "candidate", "input_ids"], ["next_ids"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "llada_commit",
+        [
+            h.make_tensor_value_info("input_ids", tp.INT64, ["batch", "seq"]),
+            h.make_tensor_value_info("x0", tp.INT64, ["batch", "seq"]),
+            h.make_tensor_value_info("confidence", conf_type, ["batch", "seq"]),
+            h.make_tensor_value_info("k", tp.INT64, ["batch"]),
+            h.make_tensor_value_info("end", tp.INT64, []),
+        ],
+        [
+            h.make_tensor_value_info("next_ids", tp.INT64, ["batch", "seq"]),
+            h.make_tensor_value_info("chosen", tp.BOOL, ["batch", "seq"]),
+        ],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", opset)], producer_name="llada-export")
+    model.ir_version = min(model.ir_version, 10)
+    onnx.save(model, str(path))
 
 
 def _check_graph(onnx: Any, path: Path, role: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
@@ -401,10 +470,14 @@ def export(
         for role in roles:
             t = time.perf_counter()
             target = out / f"{role}.onnx"
-            path = Path(tmp) / target.name if precision == "int8" else target
-            _export_graph(torch, traced, role, decode, path, opset, config.max_sequence_length, external_data)
+            path = Path(tmp) / target.name if precision == "int8" and role != "commit" else target
+            if role == "commit":
+                conf = next((o.dtype for o in specs["greedy"].outputs if o.name == "confidence"), "float32")
+                _commit_graph(path, opset, config.mask_token_id, conf)
+            else:
+                _export_graph(torch, traced, role, decode, path, opset, config.max_sequence_length, external_data)
             ins, outs = _check_graph(onnx, path, role)
-            if precision == "int8":
+            if precision == "int8" and role != "commit":
                 _quantize_int8(path, target, bool(external_data), int(config.embedding_size or config.vocab_size))
                 onnx.checker.check_model(str(target))
             ext, size = _files(target)
@@ -482,6 +555,36 @@ def _probes(config: Any) -> list[tuple[np.ndarray, np.ndarray | None]]:
     return [(a, None), (b, b_mask), (c, None)]
 
 
+def _commit_pairs(backend: Any, decode: Any, probes: list[tuple[np.ndarray, np.ndarray | None]]) -> list[Any]:
+    """The ``commit`` graph against the engine's own commit (``engine._commit``) on the probe canvases
+    with masks, for several budgets and block ends, and on coarsened confidences (many exact ties):
+    pairs of ``[next_ids, chosen]`` (graph, engine)."""
+    from llada_sdk.engine import _commit
+
+    rng = np.random.default_rng(1)
+    session, greedy = backend.session("commit"), backend._plain(decode)
+    pairs = []
+    for ids, am in probes:
+        canvas = ids.copy()
+        canvas[rng.random(ids.shape) < 0.6] = decode.mask_id
+        x0, conf = greedy(canvas, am)
+        L = canvas.shape[1]
+        for ties in (False, True):
+            c = np.round(conf, 1) if ties else conf
+            for end, k in ((L, 1), (L // 2, 3), (L, L)):  # k = L: more than the eligible positions
+                budget = np.full(canvas.shape[0], k, dtype=np.int64)
+                budget[0] = max(0, k - 1)  # rows with different budgets
+                got_ids, got_chosen = session.run(
+                    {"input_ids": canvas, "x0": x0, "confidence": c, "k": budget, "end": np.array(end, dtype=np.int64)}
+                )
+                want = canvas.copy()
+                chosen = _commit(want, 0, (x0, c), end, budget, decode, None)
+                pairs.append(
+                    (np.stack([got_ids, got_chosen.astype(np.int64)]), np.stack([want, chosen.astype(np.int64)]))
+                )
+    return pairs
+
+
 def parity_run(folder: Path, net: Any, decode: Any, *, threads: int | None = None) -> dict[str, ParityFigures]:
     """Run every graph of the bundle in ``folder`` on the CPU provider against the float32 PyTorch
     model ``net`` and return per-graph figures (the export writes them into the sidecar)."""
@@ -504,7 +607,8 @@ def parity_run(folder: Path, net: Any, decode: Any, *, threads: int | None = Non
             )
         else:
             fig["argmax_agreement"] = float(np.mean(np.concatenate([(g == r).ravel() for g, r in pairs])))
-            fig["confidence_max_abs"] = float(max(np.abs(g - r).max() for g, r in conf))
+            if conf:
+                fig["confidence_max_abs"] = float(max(np.abs(g - r).max() for g, r in conf))
         figures[role] = ParityFigures(**fig)
 
     probes = _probes(config)
@@ -526,6 +630,9 @@ def parity_run(folder: Path, net: Any, decode: Any, *, threads: int | None = Non
                 [(g[0], w[0].numpy()) for g, w in zip(got, want)],
                 [(g[1], w[1].numpy()) for g, w in zip(got, want)],
             )
+        if backend.has("commit") and backend.has("greedy"):
+            provider = backend.session("commit").providers[0]
+            record("commit", _commit_pairs(backend, decode, probes), [])
         for fused in (False, True):
             suffix = "_greedy" if fused else ""
             if not backend.has("cache_open" + suffix):

@@ -104,6 +104,12 @@ class _Session:
             )
         self._static: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], Any]] = {}
 
+    def to_device(self, value: np.ndarray) -> Any:
+        """``value`` where this session's inputs live: an OrtValue on a GPU provider, else itself."""
+        if not self.on_device:
+            return value
+        return _ort().OrtValue.ortvalue_from_numpy(value, "cuda", self.device_id)
+
     def output_dims(self, name: str) -> list[Any]:
         return list(next(o.shape for o in self.sess.get_outputs() if o.name == name))
 
@@ -198,6 +204,50 @@ class GreedyPredictor:
         return np.asarray(x0, dtype=np.int64), np.asarray(conf, dtype=np.float32)
 
 
+def _host(value: Any) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else np.asarray(value.numpy())
+
+
+class StepPredictor(GreedyPredictor):
+    """The ``greedy`` graph plus the ``commit`` graph: a ``StepMaskPredictor`` whose budgeted steps
+    run on the device. The canvas goes to the device once and then stays there: each step feeds the
+    previous step's ``next_ids`` back (device to device); the host sends ``k`` and ``end`` and reads
+    ``next_ids`` and ``chosen`` back for its events. The canvas is sent again only when the host's
+    copy changed in between (a new call, or the engine's early-stop fill); ``uploads`` counts how often.
+    """
+
+    def __init__(self, session: _Session, commit: _Session) -> None:
+        super().__init__(session)
+        self.commit = commit
+        self._canvas: tuple[np.ndarray, Any] | None = None  # (host copy, device value) after the last step
+        self._mask: tuple[np.ndarray, Any] | None = None
+        self.uploads = 0
+
+    def commit_step(self, x: Any, attention_mask: Any, k: Any, end: int) -> np.ndarray:
+        ids = _ids(x)
+        if self._canvas is not None and self._canvas[0].shape == ids.shape and np.array_equal(self._canvas[0], ids):
+            canvas = self._canvas[1]
+        else:
+            canvas = self.session.to_device(ids)
+            self.uploads += 1
+        am = _mask(attention_mask, ids)
+        if self._mask is None or self._mask[0].shape != am.shape or not np.array_equal(self._mask[0], am):
+            self._mask = (am, self.session.to_device(am))
+        x0, conf = self.session.run({"input_ids": canvas, "attention_mask": self._mask[1]}, keep=["x0", "confidence"])
+        feeds = {
+            "input_ids": canvas,
+            "x0": x0,
+            "confidence": conf,
+            "k": np.ascontiguousarray(k, dtype=np.int64).reshape(-1),
+            "end": np.array(end, dtype=np.int64),
+        }
+        nxt, chosen = self.commit.run(feeds, keep=["next_ids"])
+        host = _host(nxt)
+        x[...] = host
+        self._canvas = (host.copy(), nxt)
+        return np.asarray(chosen, dtype=np.bool_)
+
+
 class CachedPredictor:
     """Fast-dLLM's approximate KV caches on two graphs: ``cache_open*`` runs a whole canvas and returns
     its keys/values ``[layers, B, kv_heads, L, head_dim]``; ``cache_step*`` runs canvas positions
@@ -256,6 +306,7 @@ class OnnxBackend:
         *,
         strict: bool = False,
         threads: int | None = None,
+        device_loop: bool | None = None,
     ) -> None:
         self.folder = folder
         self.sidecar = sidecar
@@ -267,6 +318,10 @@ class OnnxBackend:
         self._predictors: dict[str, Any] = {}
         primary = "greedy" if "greedy" in sidecar.graphs else next(iter(sidecar.graphs))
         self._primary = self.session(primary)  # fail at load, not at the first call
+        if device_loop is not None and not isinstance(device_loop, bool):
+            raise TypeError(f"`device_loop` must be None, True or False, got {device_loop!r}")
+        # budgeted greedy steps commit on the device (the `commit` graph): by default on a GPU provider
+        self.device_loop = self._primary.on_device if device_loop is None else device_loop
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -355,6 +410,10 @@ class OnnxBackend:
         )
 
     def _plain(self, decode: DecodeConfig | None) -> Any:
+        if self.fused_ok(decode) and self.device_loop and self.has("commit"):
+            if "step" not in self._predictors:
+                self._predictors["step"] = StepPredictor(self.session("greedy"), self.session("commit"))
+            return self._predictors["step"]
         if self.fused_ok(decode):
             if "greedy" not in self._predictors:
                 self._predictors["greedy"] = GreedyPredictor(self.session("greedy"))
@@ -428,6 +487,7 @@ def load_bundle(
     providers: ProviderSpec | Sequence[ProviderSpec] | None = None,
     strict: bool = False,
     threads: int | None = None,
+    device_loop: bool | None = None,
     **ignored: Any,
 ) -> tuple[OnnxBackend, Tokenizer | None]:
     """Load an edge bundle: the backend and its tokenizer (None when the bundle has no tokenizer files).
@@ -441,6 +501,9 @@ def load_bundle(
         providers: an ordered provider list (see ``llada_export.providers.parse_providers``).
         strict: raise ``ProviderUnavailableError`` when the first requested provider is not used.
         threads: onnxruntime intra-op threads (None: onnxruntime's default).
+        device_loop: budgeted greedy steps run the bundle's ``commit`` graph, so the canvas stays on
+            the device between steps (``StepPredictor``); None (default): on a GPU provider only, True:
+            on the CPU provider too (same tokens), False: never.
         **ignored: loader options of other backends (e.g. ``revision``), accepted and unused, except
             ``compile=True`` / ``prepack=True`` (torch options: TypeError).
 
@@ -473,7 +536,7 @@ def load_bundle(
             tokenizer = Tokenizer.from_dir(folder)
         except TokenizerError as exc:
             raise CheckpointError(str(exc)) from exc  # it names the file
-    backend = OnnxBackend(folder, sidecar, parsed, strict=strict, threads=threads)
+    backend = OnnxBackend(folder, sidecar, parsed, strict=strict, threads=threads, device_loop=device_loop)
     if tokenizer is not None:
         _check_tokenizer(folder, tokenizer, backend.config)
     return backend, tokenizer

@@ -26,11 +26,11 @@ FORMAT_VERSION = 1
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-GraphRole = Literal["logits", "greedy", "cache_open", "cache_step", "cache_open_greedy", "cache_step_greedy"]
+GraphRole = Literal["logits", "greedy", "commit", "cache_open", "cache_step", "cache_open_greedy", "cache_step_greedy"]
 # what `--graphs` selects -> the graph files it produces
 GRAPH_GROUPS: dict[str, tuple[str, ...]] = {
     "logits": ("logits",),
-    "greedy": ("greedy",),
+    "greedy": ("greedy", "commit"),
     "cache": ("cache_open", "cache_step"),
     "cache_greedy": ("cache_open_greedy", "cache_step_greedy"),
 }
@@ -80,7 +80,9 @@ class SpecialIds(_Strict):
 
 
 class ParityFigures(BaseModel):
-    """Float comparisons of one graph against the PyTorch float32 model on the export's probe inputs."""
+    """Float comparisons of one graph against the PyTorch float32 model on the export's probe inputs
+    (the ``commit`` graph: against the engine's own commit; ``argmax_agreement`` is then the fraction
+    of equal ``next_ids`` and ``chosen`` entries, 1.0 when exact)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
