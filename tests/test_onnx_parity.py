@@ -159,6 +159,7 @@ def test_the_device_loop_sends_the_canvas_once(step_llm: Any, golden: Any) -> No
     cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
     predictor = step_llm.backend.predictor(cfg)
     assert isinstance(predictor, StepPredictor) and isinstance(predictor, StepMaskPredictor)
+    assert step_llm.backend.info()["device_loop"] is True
     threshold = DecodeConfig.from_options(GenerationOptions(threshold=0.9), mask_id=336, eos_id=301, eot_id=348)
     assert step_llm.backend.predictor(threshold) is predictor  # the same graphs; threshold steps use __call__
     case = _case(golden, "semi_autoregressive")
@@ -174,7 +175,7 @@ def test_device_loop_is_off_on_the_cpu_by_default_and_typed(onnx_llm: Any, bundl
     from llada_sdk.options import GenerationOptions
 
     cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
-    assert onnx_llm.backend.device_loop is False
+    assert onnx_llm.backend.device_loop is False and onnx_llm.backend.info()["device_loop"] is False
     assert isinstance(onnx_llm.backend.predictor(cfg), GreedyPredictor)
     assert not isinstance(onnx_llm.backend.predictor(cfg), StepPredictor)
     with pytest.raises(TypeError, match="`device_loop` must be None, True or False, got 'yes'"):

@@ -436,6 +436,7 @@ class OnnxBackend:
             "bundle": str(self.folder),
             "graphs": sorted(self.sidecar.graphs),
             "opset": self.sidecar.opset,
+            "device_loop": bool(self.device_loop and self.has("commit")),
             "onnxruntime": str(_ort().__version__),
         }
 
