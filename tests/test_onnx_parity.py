@@ -303,3 +303,50 @@ def test_device_loop_on_cuda_keeps_the_canvas_there(bundle: Path, golden: Any) -
         ), name
     step = llm.backend._predictors["step"]
     assert isinstance(step, StepPredictor) and step.uploads <= len(UNSEEDED)  # once per call at most
+
+
+def test_commit_graph_equals_the_engine_on_long_rows_with_ties(bundle: Path) -> None:
+    """The commit graph against ``engine._commit`` with budgets per row on 300-position rows whose
+    confidences tie in runs (coarse values, and the -inf of every ineligible position)."""
+    from llada_sdk.engine import DecodeConfig, _commit
+    from llada_sdk.options import GenerationOptions
+
+    backend, _ = load_bundle(bundle, providers="cpu", threads=1)
+    session = backend.session("commit")
+    cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
+    rng = np.random.default_rng(3)
+    B, L = 3, 300
+    for trial in range(4):
+        x = rng.integers(0, 300, (B, L))
+        x[rng.random((B, L)) < 0.7] = 336
+        x0 = rng.integers(0, 300, (B, L))
+        conf = (rng.integers(0, 4, (B, L)) / 4).astype(np.float32)  # four values: long runs of ties
+        end = [L, 200, 37, 150][trial]
+        k = np.array([0, 5, L] if trial % 2 else [1, 64, 250], dtype=np.int64)
+        got_ids, got_chosen = session.run(
+            {"input_ids": x, "x0": x0, "confidence": conf, "k": k, "end": np.array(end, dtype=np.int64)}
+        )
+        want = x.copy()
+        chosen = _commit(want, 0, (x0, conf), end, k, cfg, None)
+        assert np.array_equal(got_chosen, chosen) and np.array_equal(got_ids, want), trial
+
+
+def test_version_1_bundles_without_the_commit_graph_still_load(bundle: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    old = tmp_path / "v1"
+    shutil.copytree(bundle, old)
+    raw = json.loads((old / "llada_onnx.json").read_text())
+    raw["format_version"] = 1
+    del raw["graphs"]["commit"]
+    raw["parity"].pop("commit", None)
+    (old / "llada_onnx.json").write_text(json.dumps(raw))
+    (old / "commit.onnx").unlink()
+    backend, _ = load_bundle(old, providers="cpu", threads=1, device_loop=True)
+    assert not backend.has("commit") and backend.info()["device_loop"] is False
+    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.options import GenerationOptions
+
+    cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
+    assert isinstance(backend.predictor(cfg), GreedyPredictor) and not isinstance(backend.predictor(cfg), StepPredictor)

@@ -232,15 +232,17 @@ def _commit_graph(path: Path, opset: int, mask_id: int, confidence_dtype: str) -
     ``chosen``. It is the engine's budgeted commit (``engine._commit`` with ``policies.select_top_k``)
     written in ONNX operators -- the per-row ``k`` of the torch policy is a Python loop that does not
     trace: eligible are the masked positions left of ``end``; per row the ``k`` highest confidences
-    win, ties to the lower index (ONNX ``TopK`` over the whole row orders equal values by index, as the
-    policy's stable sort does), and a chosen masked position takes its candidate. Weightless (a few
-    hundred bytes); ``parity_run`` checks it against the engine."""
+    win, ties to the lower index (the policy's stable sort: each position's rank is counted by pairwise
+    comparison, ``[B, L, L]`` -- small next to the ``[B, L, V]`` logits -- because onnxruntime's CUDA
+    ``TopK`` orders equal values arbitrarily on long rows), and a chosen masked position takes its
+    candidate. Weightless (a few hundred bytes); ``parity_run`` checks it against the engine."""
     onnx = require("onnx", "onnx")
     h, tp = onnx.helper, onnx.TensorProto
     conf_type = {"float32": tp.FLOAT, "float16": tp.FLOAT16}[confidence_dtype]
     nodes = [
         h.make_node("Constant", [], ["mask_id"], value=h.make_tensor("m", tp.INT64, [], [mask_id])),
         h.make_node("Constant", [], ["one"], value=h.make_tensor("o", tp.INT64, [1], [1])),
+        h.make_node("Constant", [], ["two"], value=h.make_tensor("t", tp.INT64, [1], [2])),
         h.make_node("Constant", [], ["zero_s"], value=h.make_tensor("z", tp.INT64, [], [0])),
         h.make_node("Constant", [], ["one_s"], value=h.make_tensor("u", tp.INT64, [], [1])),
         h.make_node("Constant", [], ["neg_inf"], value=h.make_tensor("n", tp.FLOAT, [], [float("-inf")])),
@@ -253,11 +255,19 @@ def _commit_graph(path: Path, opset: int, mask_id: int, confidence_dtype: str) -
         h.make_node("Where", ["masked", "x0", "input_ids"], ["candidate"]),
         h.make_node("Cast", ["confidence"], ["conf32"], to=tp.FLOAT),
         h.make_node("Where", ["eligible", "conf32", "neg_inf"], ["score"]),
-        h.make_node("Reshape", ["length", "one"], ["length_1"]),
-        h.make_node("TopK", ["score", "length_1"], ["_values", "order"], axis=1, largest=1, sorted=1),
-        h.make_node("Expand", ["positions", "shape"], ["places"]),  # [B, L]: 0 .. L-1 per row
-        h.make_node("ConstantOfShape", ["shape"], ["zeros"], value=h.make_tensor("zz", tp.INT64, [1], [0])),
-        h.make_node("ScatterElements", ["zeros", "order", "places"], ["rank"], axis=1),  # rank of each position
+        # rank[b, i] = #{j: s_j > s_i} + #{j < i: s_j == s_i} -- the stable descending order, by pairwise
+        # comparison ([B, L, L]; TopK is not used: its CUDA kernel orders equal values arbitrarily)
+        h.make_node("Unsqueeze", ["score", "two"], ["s_i"]),  # [B, L, 1]
+        h.make_node("Unsqueeze", ["score", "one"], ["s_j"]),  # [B, 1, L]
+        h.make_node("Greater", ["s_j", "s_i"], ["above"]),
+        h.make_node("Equal", ["s_j", "s_i"], ["same"]),
+        h.make_node("Unsqueeze", ["positions", "one"], ["i_col"]),  # [L, 1]
+        h.make_node("Less", ["positions", "i_col"], ["left"]),  # [L, L]: j < i
+        h.make_node("And", ["same", "left"], ["tie_before"]),
+        h.make_node("Or", ["above", "tie_before"], ["ahead"]),
+        h.make_node("Cast", ["ahead"], ["ahead_n"], to=tp.INT32),
+        h.make_node("ReduceSum", ["ahead_n", "two"], ["rank32"], keepdims=0),
+        h.make_node("Cast", ["rank32"], ["rank"], to=tp.INT64),
         h.make_node("Unsqueeze", ["k", "one"], ["k_col"]),
         h.make_node("Less", ["rank", "k_col"], ["chosen"]),
         h.make_node("Where", ["chosen", "candidate", "input_ids"], ["next_ids"]),
@@ -333,6 +343,8 @@ def _quantize_int8(src: Path, dst: Path, external: bool, vocab: int) -> None:
     quant = require("onnxruntime.quantization", "onnx")
     onnx = require("onnx", "onnx")
     head = lm_head_nodes(onnx.load(str(src), load_external_data=False).graph, vocab)
+    if len(head) != 1:
+        raise ExportError(f"{src}: expected one LM-head MatMul with {vocab} output columns, found {head}")
     with _quiet():
         logging.getLogger().setLevel(logging.ERROR)
         quant.quantize_dynamic(
@@ -568,6 +580,8 @@ def _commit_pairs(backend: Any, decode: Any, probes: list[tuple[np.ndarray, np.n
         canvas = ids.copy()
         canvas[rng.random(ids.shape) < 0.6] = decode.mask_id
         x0, conf = greedy(canvas, am)
+        want_dtype = next(t.dtype for t in session.spec.inputs if t.name == "confidence")
+        conf = conf.astype(np.float16 if want_dtype == "float16" else np.float32)
         L = canvas.shape[1]
         for ties in (False, True):
             c = np.round(conf, 1) if ties else conf

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llada_export.providers import (
+    CUDA,
     Provider,
     ProviderSpec,
     ProviderUnavailableError,
@@ -225,15 +226,21 @@ class StepPredictor(GreedyPredictor):
 
     def commit_step(self, x: Any, attention_mask: Any, k: Any, end: int) -> np.ndarray:
         ids = _ids(x)
-        if self._canvas is not None and self._canvas[0].shape == ids.shape and np.array_equal(self._canvas[0], ids):
-            canvas = self._canvas[1]
+        # one read of the shared state per call: another thread may replace it meanwhile (the device value
+        # is used only together with the host copy it was checked against)
+        last, last_mask = self._canvas, self._mask
+        if last is not None and last[0].shape == ids.shape and np.array_equal(last[0], ids):
+            canvas = last[1]
         else:
             canvas = self.session.to_device(ids)
             self.uploads += 1
         am = _mask(attention_mask, ids)
-        if self._mask is None or self._mask[0].shape != am.shape or not np.array_equal(self._mask[0], am):
-            self._mask = (am, self.session.to_device(am))
-        x0, conf = self.session.run({"input_ids": canvas, "attention_mask": self._mask[1]}, keep=["x0", "confidence"])
+        if last_mask is not None and last_mask[0].shape == am.shape and np.array_equal(last_mask[0], am):
+            mask = last_mask[1]
+        else:
+            mask = self.session.to_device(am)
+            self._mask = (am, mask)
+        x0, conf = self.session.run({"input_ids": canvas, "attention_mask": mask}, keep=["x0", "confidence"])
         feeds = {
             "input_ids": canvas,
             "x0": x0,
@@ -320,8 +327,11 @@ class OnnxBackend:
         self._primary = self.session(primary)  # fail at load, not at the first call
         if device_loop is not None and not isinstance(device_loop, bool):
             raise TypeError(f"`device_loop` must be None, True or False, got {device_loop!r}")
-        # budgeted greedy steps commit on the device (the `commit` graph): by default on a GPU provider
-        self.device_loop = self._primary.on_device if device_loop is None else device_loop
+        # budgeted greedy steps commit on the device (the `commit` graph): by default on a GPU provider,
+        # not with CUDA graphs (a captured graph replays fixed buffers; the loop binds new ones per step)
+        self.device_loop = (
+            self._primary.on_device and not self._primary.cuda_graph if device_loop is None else device_loop
+        )
 
     # -- sessions -------------------------------------------------------------------------------
 
@@ -337,7 +347,11 @@ class OnnxBackend:
                     f"re-export with `llada export ... --graphs` including it"
                 )
             spec = self.sidecar.graphs[graph]
-            session = _Session(self.folder / spec.file, spec, self.requested, self.threads, self.strict)
+            providers = self.requested
+            if graph == "commit":  # a few integer ops: CUDA instead of a TensorRT engine (and its shape profile)
+                swapped = [CUDA(device_id=p.device_id) if p.kind == "tensorrt" else p for p in self.requested]  # type: ignore[union-attr]
+                providers = [p for i, p in enumerate(swapped) if p.kind not in {q.kind for q in swapped[:i]}]
+            session = _Session(self.folder / spec.file, spec, providers, self.threads, self.strict)
             for out in spec.outputs:
                 if out.name == "logits":
                     vocab = session.output_dims("logits")[-1]
@@ -409,8 +423,12 @@ class OnnxBackend:
             fused,
         )
 
+    def _same_device(self, a: str, b: str) -> bool:
+        first, second = self.session(a), self.session(b)
+        return first.on_device == second.on_device and first.device_id == second.device_id
+
     def _plain(self, decode: DecodeConfig | None) -> Any:
-        if self.fused_ok(decode) and self.device_loop and self.has("commit"):
+        if self.fused_ok(decode) and self.device_loop and self.has("commit") and self._same_device("greedy", "commit"):
             if "step" not in self._predictors:
                 self._predictors["step"] = StepPredictor(self.session("greedy"), self.session("commit"))
             return self._predictors["step"]

@@ -22,7 +22,8 @@ from llada_sdk.errors import CheckpointError, ConfigError
 
 SIDECAR = "llada_onnx.json"
 FORMAT = "llada-onnx"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the `commit` graph role; version-1 bundles (without it) are still read
+READABLE_VERSIONS = (1, 2)
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
@@ -141,10 +142,10 @@ class Sidecar(_Strict):
         if not isinstance(raw, dict) or raw.get("format") != FORMAT:
             got = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
             raise CheckpointError(f"{path}: not an llada-onnx sidecar (`format` must be {FORMAT!r}, got {got!r})")
-        if raw.get("format_version") != FORMAT_VERSION:
+        if raw.get("format_version") not in READABLE_VERSIONS:
             raise CheckpointError(
-                f"{path}: `format_version` {raw.get('format_version')!r} is not supported "
-                f"(this llada_export reads {FORMAT_VERSION}); re-export the bundle"
+                f"{path}: `format_version` {raw.get('format_version')!r} is not supported (this llada_export "
+                f"reads {', '.join(map(str, READABLE_VERSIONS))}); upgrade llada-sdk or re-export the bundle"
             )
         try:
             sidecar = cls.model_validate(raw)
