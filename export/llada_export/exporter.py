@@ -482,14 +482,15 @@ def export(
         for role in roles:
             t = time.perf_counter()
             target = out / f"{role}.onnx"
-            path = Path(tmp) / target.name if precision == "int8" and role != "commit" else target
+            quantized = precision == "int8" and role != "commit"  # the commit graph has no weights
+            path = Path(tmp) / target.name if quantized else target
             if role == "commit":
                 conf = next((o.dtype for o in specs["greedy"].outputs if o.name == "confidence"), "float32")
                 _commit_graph(path, opset, config.mask_token_id, conf)
             else:
                 _export_graph(torch, traced, role, decode, path, opset, config.max_sequence_length, external_data)
             ins, outs = _check_graph(onnx, path, role)
-            if precision == "int8" and role != "commit":
+            if quantized:
                 _quantize_int8(path, target, bool(external_data), int(config.embedding_size or config.vocab_size))
                 onnx.checker.check_model(str(target))
             ext, size = _files(target)
@@ -575,13 +576,13 @@ def _commit_pairs(backend: Any, decode: Any, probes: list[tuple[np.ndarray, np.n
 
     rng = np.random.default_rng(1)
     session, greedy = backend.session("commit"), backend._plain(decode)
+    conf_dtype = next(t.dtype for t in session.spec.inputs if t.name == "confidence")
     pairs = []
     for ids, am in probes:
         canvas = ids.copy()
         canvas[rng.random(ids.shape) < 0.6] = decode.mask_id
         x0, conf = greedy(canvas, am)
-        want_dtype = next(t.dtype for t in session.spec.inputs if t.name == "confidence")
-        conf = conf.astype(np.float16 if want_dtype == "float16" else np.float32)
+        conf = conf.astype(np.float16 if conf_dtype == "float16" else np.float32)
         L = canvas.shape[1]
         for ties in (False, True):
             c = np.round(conf, 1) if ties else conf

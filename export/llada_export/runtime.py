@@ -423,12 +423,16 @@ class OnnxBackend:
             fused,
         )
 
-    def _same_device(self, a: str, b: str) -> bool:
-        first, second = self.session(a), self.session(b)
-        return first.on_device == second.on_device and first.device_id == second.device_id
+    def _loop_on_device(self) -> bool:
+        """Whether budgeted greedy steps run the ``commit`` graph: asked for (``device_loop``), in the
+        bundle, and on the device the ``greedy`` graph runs on."""
+        if not (self.device_loop and self.has("commit") and self.has("greedy")):
+            return False
+        greedy, commit = self.session("greedy"), self.session("commit")
+        return greedy.on_device == commit.on_device and greedy.device_id == commit.device_id
 
     def _plain(self, decode: DecodeConfig | None) -> Any:
-        if self.fused_ok(decode) and self.device_loop and self.has("commit") and self._same_device("greedy", "commit"):
+        if self.fused_ok(decode) and self._loop_on_device():
             if "step" not in self._predictors:
                 self._predictors["step"] = StepPredictor(self.session("greedy"), self.session("commit"))
             return self._predictors["step"]
@@ -454,7 +458,7 @@ class OnnxBackend:
             "bundle": str(self.folder),
             "graphs": sorted(self.sidecar.graphs),
             "opset": self.sidecar.opset,
-            "device_loop": bool(self.device_loop and self.has("commit")),
+            "device_loop": self._loop_on_device(),
             "onnxruntime": str(_ort().__version__),
         }
 
