@@ -13,13 +13,14 @@ and nothing of torch: it runs on whatever arrays the predictor speaks (``arrays.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from llada_sdk import policies
 from llada_sdk.arrays import Array, Generator, ops_for
 from llada_sdk.backend import CachedMaskPredictor, MaskPredictor, StepMaskPredictor
 from llada_sdk.results import BlockEvent, DoneEvent, StepEvent
+from llada_sdk.rules import ParallelRule, active_rule
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BlockEvent",
     "DecodeConfig",
+    "DecodeEvent",
     "DoneEvent",
-    "Event",
     "LogitsProcessor",
     "MaskPredictor",
     "StepEvent",
@@ -41,7 +42,8 @@ __all__ = [
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """The resolved settings of one decoding run: built by ``from_options``, never by hand-kept defaults."""
+    """The resolved settings of one decoding run. ``from_options`` fills every field that has a
+    ``GenerationOptions`` namesake from it; the rest are the model's ids and the parallel rule."""
 
     mask_id: int
     eos_id: int | None
@@ -49,13 +51,12 @@ class DecodeConfig:
     temperature: float
     cfg_scale: float
     remasking: str
-    threshold: float | None
-    factor: float | None
-    entropy_bound: float | None
     logits_eos_inf: bool
     confidence_eos_eot_inf: bool
     reference_compat: bool
     cache: str | None  # None | "prefix" | "dual" (Fast-dLLM's approximate KV caches)
+    rule: ParallelRule | None = None  # sets each step's count (None: the step budget does)
+    rule_value: float = 0.0
 
     @classmethod
     def from_options(
@@ -64,21 +65,10 @@ class DecodeConfig:
         """The engine's view of ``options`` for a model with these special ids."""
         if options.confidence_eos_eot_inf and eot_id is None:
             raise ValueError("`confidence_eos_eot_inf` needs the EOT id: pass `eot_token_id` when loading the model")
-        return cls(
-            mask_id=mask_id,
-            eos_id=eos_id,
-            eot_id=eot_id,
-            temperature=options.temperature,
-            cfg_scale=options.cfg_scale,
-            remasking=options.remasking,
-            threshold=options.threshold,
-            factor=options.factor,
-            entropy_bound=options.entropy_bound,
-            logits_eos_inf=options.logits_eos_inf,
-            confidence_eos_eot_inf=options.confidence_eos_eot_inf,
-            reference_compat=options.reference_compat,
-            cache=None if options.cache == "none" else options.cache,
-        )
+        shared = {f.name: getattr(options, f.name) for f in fields(cls) if f.name in type(options).model_fields}
+        shared["cache"] = None if options.cache == "none" else options.cache
+        rule, value = active_rule(options) or (None, 0.0)
+        return cls(mask_id=mask_id, eos_id=eos_id, eot_id=eot_id, rule=rule, rule_value=value, **shared)
 
     @classmethod
     def for_model(cls, options: GenerationOptions, config: LLaDAConfig) -> DecodeConfig:
@@ -89,8 +79,8 @@ class DecodeConfig:
 
     @property
     def parallel(self) -> bool:
-        """Whether a parallel-decoding rule (threshold, factor, entropy bound) sets each step's count."""
-        return self.threshold is not None or self.factor is not None or self.entropy_bound is not None
+        """Whether a parallel-decoding rule sets each step's count."""
+        return self.rule is not None
 
     @property
     def rules(self) -> policies.CandidateRules:
@@ -106,7 +96,8 @@ class DecodeConfig:
         )
 
 
-Event = StepEvent | BlockEvent | DoneEvent
+DecodeEvent = StepEvent | BlockEvent | DoneEvent
+"""What ``denoise`` yields (the text layer turns these into the public ``llada_sdk.Event``)."""
 StopCheck = Callable[[Array, int], bool]
 LogitsProcessor = Callable[[Array, int], Array]
 """``(logits [B, n, V] of canvas positions start..start+n, start) -> logits``, applied before the choice."""
@@ -153,23 +144,18 @@ def _commit(
     seg = x[:, seg_start : seg_start + n]
     mask_index = seg == cfg.mask_id
     x0, conf = _candidates(out, cfg, generator)
-    if cfg.entropy_bound is not None and k is None:
-        if isinstance(out, tuple):
-            raise ValueError("`entropy_bound` needs a backend that returns logits, not fused candidates")
-        entropy = policies.entropy(out)  # of the logits the candidates came from (after the EOS/EOT rules)
     eligible = mask_index & (xp.arange(seg_start, seg_start + n, like=x) < end)[None, :]
     x0 = xp.where(mask_index, x0, seg)
     conf = xp.where(eligible, conf, -float("inf"))
     if k is not None:
         chosen = policies.select_top_k(conf, k)
-    elif cfg.threshold is not None:
-        chosen = policies.select_threshold(conf, eligible, cfg.threshold)
-    elif cfg.factor is not None:
-        chosen = policies.select_factor(conf, eligible, cfg.factor)
-    elif cfg.entropy_bound is not None:
-        chosen = policies.select_entropy_bound(conf, entropy, eligible, cfg.entropy_bound)
-    else:  # pragma: no cover - denoise always passes one of them
-        raise ValueError("a step needs a budget `k`, a `threshold`, a `factor` or an `entropy_bound`")
+    elif cfg.rule is not None:
+        logits = None if isinstance(out, tuple) else out  # what the candidates came from (after the EOS/EOT rules)
+        if cfg.rule.needs_logits and logits is None:
+            raise ValueError(f"`{cfg.rule.name}` needs a backend that returns logits, not fused candidates")
+        chosen = cfg.rule.select(conf, eligible, cfg.rule_value, logits)
+    else:  # pragma: no cover - denoise always passes a budget or a rule
+        raise ValueError("a step needs a budget `k` or a parallel-decoding rule")
     seg[chosen] = x0[chosen]
     return chosen
 
@@ -185,7 +171,7 @@ def denoise(
     generator: Generator = None,
     stop_check: StopCheck | None = None,
     logits_processor: LogitsProcessor | None = None,
-) -> Iterator[Event]:
+) -> Iterator[DecodeEvent]:
     """Denoise ``x`` **in place**, block by block, yielding events.
 
     Args:

@@ -10,9 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from llada_sdk.rules import PARALLEL_RULES as _RULES
+
 Remasking = Literal["low_confidence", "random"]
-PARALLEL_RULES = ("threshold", "factor", "entropy_bound")
-"""The parallel-decoding rules (``GenerationOptions`` fields; at most one is set)."""
+PARALLEL_RULES: tuple[str, ...] = tuple(_RULES)
+"""The parallel-decoding rules (``GenerationOptions`` fields; at most one is set): ``rules.PARALLEL_RULES``."""
 
 
 class GenerationOptions(BaseModel):
@@ -92,7 +94,12 @@ class GenerationOptions(BaseModel):
         default_factory=list,
         description="Stop sequences: the text is cut before the first one, and decoding ends at the block that produced it.",
     )
-    seed: int | None = Field(None, ge=0, description="Seed of the sampling RNG (temperature > 0 or random remasking).")
+    seed: int | None = Field(
+        None,
+        ge=0,
+        le=2**63 - 1,  # what torch's and numpy's generators take
+        description="Seed of the sampling RNG (temperature > 0 or random remasking).",
+    )
     reference_compat: bool = Field(
         False,
         description="Reproduce the reference sampler's quirks exactly (softmax in model dtype, its EOS/EOT rule, no step skipping, no early stop).",
@@ -138,7 +145,7 @@ class GenerationOptions(BaseModel):
 
     @property
     def parallel_rule(self) -> str | None:
-        """The parallel-decoding rule in use (``"threshold"``, ``"factor"``, ``"entropy_bound"``), or None."""
+        """The name of the parallel-decoding rule in use (one of ``PARALLEL_RULES``), or None."""
         return next((n for n in PARALLEL_RULES if getattr(self, n) is not None), None)
 
     @property

@@ -100,6 +100,35 @@ def test_parallel_rules_decode_the_bundled_answer_in_fewer_passes(bundled: Any) 
         bundled.chat(msgs, factor=1.0, entropy_bound=0.5)
 
 
+def test_every_parallel_rule_is_an_option_field_that_is_off_by_default() -> None:
+    from llada_sdk import options, rules
+
+    assert options.PARALLEL_RULES == tuple(rules.PARALLEL_RULES)
+    for name in rules.PARALLEL_RULES:
+        assert GenerationOptions.model_fields[name].default is None, name
+
+
+def test_the_engine_asks_the_rule_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llada_sdk import rules
+
+    seen: list[float] = []
+
+    def everything(confidence: Any, eligible: Any, value: float, logits: Any) -> Any:
+        seen.append(value)
+        return eligible
+
+    monkeypatch.setitem(rules.PARALLEL_RULES, "threshold", rules.ParallelRule("threshold", everything, True))
+    cfg = DecodeConfig.from_options(GenerationOptions(max_tokens=8, threshold=0.5), mask_id=MASK)
+    assert cfg.parallel and cfg.rule is not None and cfg.rule.needs_logits
+    x = torch.tensor([[5] + [MASK] * 8])
+    events = list(denoise(Scripted([0.1] * 9), x, [(1, 9)], [8], cfg))
+    assert seen == [0.5] and sum(isinstance(e, StepEvent) for e in events) == 1  # the record chose all 8
+    assert x[0, 1:].tolist() == [11 + i for i in range(8)]
+    with pytest.raises(ValueError, match="`threshold` needs a backend that returns logits"):
+        fused = (torch.zeros(1, 9, dtype=torch.long), torch.ones(1, 9))
+        list(denoise(lambda ids, am=None: fused, torch.tensor([[5] + [MASK] * 8]), [(1, 9)], [8], cfg))
+
+
 def test_classifier_free_guidance_formula() -> None:
     cond, un = torch.tensor([2.0]), torch.tensor([1.0])
     assert policies.classifier_free_guidance(cond, un, 1.5).item() == 1.0 + 2.5 * 1.0

@@ -374,7 +374,7 @@ class OnnxBackend:
             return False
         if decode.temperature != 0 or decode.cfg_scale > 0 or decode.remasking != "low_confidence":
             return False
-        if decode.entropy_bound is not None:  # the rule reads each position's entropy: it needs the logits
+        if decode.rule is not None and decode.rule.needs_logits:  # fused graphs return candidates, not logits
             return False
         if (
             decode.logits_eos_inf != policy.logits_eos_inf
