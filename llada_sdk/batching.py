@@ -32,7 +32,7 @@ class Cancelled(Exception):
     """The request was cancelled (client gone, deadline passed); raised at its next step."""
 
 
-@dataclass
+@dataclass(eq=False)  # identity: servers keep handles in sets
 class RequestHandle:
     """One request's controls: ``cancel()`` ends it at its next step; ``deadline`` (monotonic seconds)
     ends it the same way once passed."""
@@ -91,12 +91,21 @@ class StepBatcher:
             their next canvas yet (they are committing); the forward runs as soon as all have, or
             when this passes. Requests that just joined or are busy elsewhere are not waited for.
         pad_id: the id right-padding shorter canvases (masked out by the attention mask).
+        on_forward: called after each batched forward with its rows and requests (metrics).
     """
 
-    def __init__(self, *, max_rows: int = 64, gather_s: float = 0.005, pad_id: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        max_rows: int = 64,
+        gather_s: float = 0.005,
+        pad_id: int = 0,
+        on_forward: Callable[[int, int], None] | None = None,
+    ) -> None:
         if max_rows < 1:
             raise ValueError(f"`max_rows` must be >= 1, got {max_rows}")
         self.max_rows, self.gather_s, self.pad_id = max_rows, gather_s, pad_id
+        self.on_forward = on_forward
         self.stats = BatchStats()
         self._cond = threading.Condition()
         self._pending: list[_Job] = []
@@ -242,7 +251,10 @@ class StepBatcher:
                 else:
                     outs.append(out[at : at + b, :n])
                 at += b
-        self.stats.record(sum(int(ids.shape[0]) for ids, _ in parts), len(group))
+        total = sum(int(ids.shape[0]) for ids, _ in parts)
+        self.stats.record(total, len(group))
+        if self.on_forward is not None:
+            self.on_forward(total, len(group))
         return outs
 
 

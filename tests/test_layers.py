@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
-UPPER = ("llada_cli", "llada_export", "langchain_llada")
+UPPER = ("llada_cli", "llada_export", "langchain_llada", "llada_server")
 # the core modules that may import torch at module level: the model and what only makes sense with it
 TORCH_MODULES = {"model.py", "torch_backend.py", "training.py", "decode_bench.py"}
 
@@ -66,10 +66,11 @@ def test_the_guard_catches_a_broken_rule(tmp_path: Path) -> None:
 
 
 def test_the_layers_above_import_only_downward() -> None:
-    # llada_export and langchain_llada sit beside each other: neither imports the other or the CLI
+    # llada_export, langchain_llada and llada_server sit beside each other: none imports another or the CLI
     for package, banned in (
-        ("export/llada_export", ("llada_cli", "langchain_llada")),
-        ("integrations/langchain_llada", ("llada_cli", "llada_export")),
+        ("export/llada_export", ("llada_cli", "langchain_llada", "llada_server")),
+        ("integrations/langchain_llada", ("llada_cli", "llada_export", "llada_server")),
+        ("integrations/llada_server", ("llada_cli", "llada_export", "langchain_llada")),
     ):
         for path in (ROOT / package).rglob("*.py"):
             for line, name in _imports(ast.parse(path.read_text(encoding="utf-8")), module_level_only=False):

@@ -17,6 +17,7 @@ from llada_cli.commands.infill import infill
 from llada_cli.commands.info import info
 from llada_cli.commands.models import models
 from llada_cli.commands.score import score
+from llada_cli.commands.serve import serve
 from llada_cli.commands.train import train
 from llada_cli.errors import LladaGroup, set_debug
 
@@ -46,5 +47,5 @@ def cli() -> None:
     """
 
 
-for _command in (infill, complete, chat, generate, score, info, models, train, export, bench):
+for _command in (infill, complete, chat, generate, score, serve, info, models, train, export, bench):
     cli.add_command(_command)

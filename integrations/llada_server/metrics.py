@@ -1,0 +1,51 @@
+"""Prometheus metrics of one server (its own registry, so two apps in a process never share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+_LATENCY = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_ROWS = (1, 2, 4, 8, 16, 32, 64, 128)
+
+
+class Metrics:
+    """Requests by route and status, queue depth, rows per batched step, forward passes, tokens,
+    time to the first chunk and latency."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llada_requests", "Requests answered, by route and status.", ["route", "status"], registry=r
+        )
+        self.queue_depth = Gauge("llada_queue_depth", "Requests waiting for a worker.", registry=r)
+        self.running = Gauge("llada_requests_running", "Requests being decoded.", registry=r)
+        self.rows_per_step = Histogram(
+            "llada_batch_rows", "Canvas rows in one batched forward pass.", buckets=_ROWS, registry=r
+        )
+        self.requests_per_step = Histogram(
+            "llada_batch_requests", "Requests sharing one batched forward pass.", buckets=_ROWS, registry=r
+        )
+        self.forward_passes = Counter("llada_forward_passes", "Batched forward passes run.", registry=r)
+        self.tokens = Counter("llada_tokens", "Tokens, by kind (prompt, completion).", ["kind"], registry=r)
+        self.first_chunk = Histogram(
+            "llada_time_to_first_chunk_seconds",
+            "Time to the first content chunk of a stream.",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.latency = Histogram(
+            "llada_request_latency_seconds",
+            "Time to answer a request, by route.",
+            ["route"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+
+    def on_forward(self, rows: int, requests: int) -> None:
+        self.forward_passes.inc()
+        self.rows_per_step.observe(rows)
+        self.requests_per_step.observe(requests)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
