@@ -2,8 +2,8 @@
 
 Every request runs the ordinary engine loop (``engine.denoise``, through any text call) in its own
 thread, on a ``BatchingBackend``. Its predictor does not run the network: it hands the step's canvas to
-the ``StepBatcher``, whose one thread owns the model and runs a single batched forward over every
-request waiting at that moment, then hands each request its own rows back. So a request joins at the
+the ``StepBatcher``, which runs one batched forward over every request waiting at that moment (on the
+thread of one of them: one forward at a time) and hands each request its own rows back. So a request joins at the
 next step and leaves when its loop ends, never waiting for another to finish; rows may differ in
 canvas length (right-padded, with an attention mask), in block position and in options, because
 choosing and committing stay in each request's own loop. Greedy answers are the single-request
@@ -83,7 +83,7 @@ class _Job:
 
 
 class StepBatcher:
-    """Runs the forward passes of every request on one thread, batching those that wait together.
+    """Runs the forward passes of every request one at a time, batching those that wait together.
 
     Args:
         max_rows: most canvas rows in one forward (a group larger than this is split).
@@ -112,7 +112,7 @@ class StepBatcher:
         self._active: set[int] = set()  # threads inside request()
         self._last: set[int] = set()  # threads served by the previous forward
         self._local = threading.local()
-        self._thread: threading.Thread | None = None
+        self._leading = False  # a thread is running forwards
         self._closed = False
 
     # -- requests ------------------------------------------------------------------------------
@@ -144,16 +144,23 @@ class StepBatcher:
         return self._wait(_Job(key, ids, attention_mask))
 
     def run_alone(self, fn: Callable[[], Any]) -> Any:
-        """``fn()`` on the model's thread, between batched forwards."""
+        """``fn()`` alone, between batched forwards."""
         return self._wait(_Job(None, None, None, run=fn))
 
     def close(self) -> None:
-        """Stop the model thread (requests still waiting get an error)."""
+        """Refuse new work; jobs still waiting get an error."""
         with self._cond:
             self._closed = True
+            for job in self._pending:
+                job.error = RuntimeError("the batcher is closed")
+                job.done.set()
+            self._pending.clear()
             self._cond.notify_all()
 
     def _wait(self, job: _Job) -> Any:
+        """Queue ``job``; the first waiting thread that finds no forward running leads: it runs the
+        groups in order until its own job is done, then hands the lead to a waiting thread. (No thread
+        of its own: a lone request runs its forwards on its own thread, without hand-offs.)"""
         handle: RequestHandle | None = getattr(self._local, "handle", None)
         if handle is not None:
             handle.check()
@@ -161,30 +168,31 @@ class StepBatcher:
             if self._closed:
                 raise RuntimeError("the batcher is closed")
             self._pending.append(job)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="llada-step-batcher", daemon=True)
-                self._thread.start()
             self._cond.notify_all()
-        job.done.wait()
+            while not job.done.is_set() and self._leading:
+                self._cond.wait()
+            lead = not job.done.is_set()
+            if lead:
+                self._leading = True
+        if lead:
+            try:
+                while not job.done.is_set():
+                    self._run(self._take())
+            finally:
+                with self._cond:
+                    self._leading = False
+                    self._cond.notify_all()
         if job.error is not None:
             raise job.error
         return job.result
 
-    # -- the model thread ------------------------------------------------------------------------
+    # -- the leader ------------------------------------------------------------------------------
 
-    def _take(self) -> list[_Job] | None:
-        """The next group (FIFO by its first job), after gathering the stragglers; None when closed."""
+    def _take(self) -> list[_Job]:
+        """The next group (FIFO by its first job), after gathering the stragglers of the last forward."""
         with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait()
-            if self._closed:
-                for job in self._pending:
-                    job.error = RuntimeError("the batcher is closed")
-                    job.done.set()
-                self._pending.clear()
-                return None
             deadline = time.monotonic() + self.gather_s
-            while not self._closed and not (self._last & self._active) <= {j.owner for j in self._pending}:
+            while not (self._last & self._active) <= {j.owner for j in self._pending}:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -204,22 +212,25 @@ class StepBatcher:
             self._pending = [j for j in self._pending if id(j) not in taken]
             return group
 
-    def _loop(self) -> None:
-        while True:
-            group = self._take()
-            if group is None:
-                return
-            try:
-                if group[0].run is not None:
-                    group[0].result = group[0].run()
-                else:
-                    for job, out in zip(group, self._forward(group)):
-                        job.result = out
-            except BaseException as exc:  # every waiter gets the failure; the thread goes on
-                for job in group:
-                    job.error = exc
+    def _run(self, group: list[_Job]) -> None:
+        try:
+            if group[0].run is not None:
+                group[0].result = group[0].run()
+            else:
+                for job, out in zip(group, self._forward(group)):
+                    job.result = out
+        except Exception as exc:  # every job of the group gets the failure; the batcher goes on
             for job in group:
-                job.done.set()
+                job.error = exc
+        except BaseException:  # Ctrl-C on the leading thread: it stops, the others are told why
+            for job in group:
+                job.error = RuntimeError("the forward pass was interrupted")
+            raise
+        finally:
+            with self._cond:
+                for job in group:
+                    job.done.set()
+                self._cond.notify_all()
 
     def _forward(self, group: list[_Job]) -> list[Any]:
         predictor: MaskPredictor = group[0].key

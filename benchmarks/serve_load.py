@@ -1,0 +1,227 @@
+"""Load on ``llada serve``: N concurrent HTTP clients vs one request at a time, through the same server.
+
+    python benchmarks/serve_load.py [--model bundled|medium] [--clients 1 4 16] [--requests 48] [--threads 1]
+
+A mix of requests (streamed chat, infilling with fixed spans, forward completion) goes to an in-process
+server on a loopback port, from N client threads at a time; N=1 is one request at a time. Printed side by
+side: aggregate completion tokens/s and its ratio to N=1, batched forward passes (and requests per
+forward), p50/p99 latency, p50 time to the first streamed chunk, and the slowest request (starvation).
+Then the server's overhead per request: a one-block bundled answer through HTTP vs the same SDK call in
+this process. The server runs in a process of its own, with ``--threads`` torch threads.
+
+``medium`` is the 168M-parameter config of the other CPU benchmarks (random weights, seed 0) with the
+bundled model's tokenizer, so it takes text; its answers are noise, its cost is real.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+import uvicorn
+
+from llada_sdk import LLaDA
+from llada_sdk.loading import BUNDLED_DIR
+from llada_server import create_app
+
+
+def medium_model() -> LLaDA:
+    from dataclasses import replace
+
+    from llada_sdk.config import medium_config
+    from llada_sdk.model import LLaDAModel
+    from llada_sdk.training import save_checkpoint
+
+    bundled = LLaDA.from_pretrained(device="cpu")
+    cfg = replace(
+        medium_config(),
+        vocab_size=bundled.config.vocab_size,
+        embedding_size=bundled.config.embedding_size,
+        mask_token_id=bundled.config.mask_token_id,
+        eos_token_id=bundled.config.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = LLaDAModel(cfg).eval()
+    folder = Path(tempfile.mkdtemp(prefix="llada-medium-"))
+    save_checkpoint(model, folder)
+    for f in BUNDLED_DIR.iterdir():
+        if f.name.startswith("tokenizer") or f.name == "special_tokens_map.json":
+            shutil.copyfile(f, folder / f.name)
+    return LLaDA.from_pretrained(folder, device="cpu", dtype="float32")
+
+
+@contextmanager
+def serving(model: str, threads: int) -> Iterator[str]:
+    """The server in a process of its own (as in deployment: clients never share its interpreter)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, __file__, "--serve-port", str(port), "--model", model, "--threads", str(threads)]
+    proc = subprocess.Popen(cmd)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(base + "/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the server did not start")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def serve(port: int, model: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    llm = LLaDA.from_pretrained(device="cpu") if model == "bundled" else medium_model()
+    app = create_app(llm, max_concurrent=32, max_queue=256)
+    uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")).run()
+
+
+def workload(n: int) -> list[tuple[str, dict[str, Any]]]:
+    names = ["Zapur", "Kaitabu", "Lotrobar", "Mubrar", "Nome", "Ridesti"]
+    out = []
+    for i in range(n):
+        who = names[i % len(names)]
+        kind = ("chat", "infill", "complete")[i % 3]
+        if kind == "chat":
+            body = {"messages": [{"role": "user", "content": f"Where does {who} live?"}], "stream": True}
+            out.append(("/v1/chat/completions", {**body, "stream_options": {"include_usage": True}}))
+        elif kind == "infill":
+            out.append(("/v1/infill", {"text": f"{who} lives in [MASK:2] and works as a [MASK:2]."}))
+        else:
+            out.append(("/v1/completions", {"prompt": f"{who} lives in", "early_stop": False}))
+    return out
+
+
+def one(client: httpx.Client, route: str, body: dict[str, Any]) -> tuple[float, float | None, int]:
+    """(latency, time to first chunk, completion tokens) of one request."""
+    t = time.perf_counter()
+    if body.get("stream"):
+        first, tokens = None, 0
+        with client.stream("POST", route, json=body) as r:
+            r.raise_for_status()
+            for line in r.iter_lines():
+                if not line.startswith("data: {"):
+                    continue
+                chunk = json.loads(line[6:])
+                if first is None and any(c["delta"].get("content") for c in chunk["choices"]):
+                    first = time.perf_counter() - t
+                if chunk.get("usage"):
+                    tokens = chunk["usage"]["completion_tokens"]
+        return time.perf_counter() - t, first, tokens
+    r = client.post(route, json=body)
+    r.raise_for_status()
+    return time.perf_counter() - t, None, int(r.json()["usage"]["completion_tokens"])
+
+
+def metric(base: str, name: str) -> float:
+    for line in httpx.get(base + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def run_level(base: str, clients: int, jobs: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    f0, r0 = metric(base, "llada_forward_passes_total"), metric(base, "llada_batch_requests_sum")
+    with httpx.Client(base_url=base, timeout=600) as client, ThreadPoolExecutor(clients) as pool:
+        t = time.perf_counter()
+        results = list(pool.map(lambda job: one(client, *job), jobs))
+        wall = time.perf_counter() - t
+    lat = sorted(r[0] for r in results)
+    firsts = [r[1] for r in results if r[1] is not None]
+    return {
+        "clients": clients,
+        "tokens_s": sum(r[2] for r in results) / wall,
+        "forwards": metric(base, "llada_forward_passes_total") - f0,
+        "shared": metric(base, "llada_batch_requests_sum") - r0,
+        "p50": statistics.median(lat),
+        "p99": lat[min(len(lat) - 1, round(0.99 * (len(lat) - 1)))],
+        "ttfc": statistics.median(firsts) if firsts else float("nan"),
+        "max": lat[-1],
+        "wall": wall,
+    }
+
+
+def overhead(llm: LLaDA, base: str, repeat: int) -> tuple[float, float]:
+    """Median seconds of a one-block answer: the SDK call, and the same request through HTTP."""
+    msgs = [{"role": "user", "content": "Where does Zapur live?"}]
+    opts = {"max_tokens": 8, "block_length": 8}
+    sdk, http = [], []
+    with httpx.Client(base_url=base, timeout=60) as client:
+        for _ in range(repeat):
+            t = time.perf_counter()
+            llm.chat(msgs, **opts)
+            sdk.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            client.post("/v1/chat/completions", json={"messages": msgs, **opts}).raise_for_status()
+            http.append(time.perf_counter() - t)
+    return statistics.median(sdk), statistics.median(http)
+
+
+def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", choices=["bundled", "medium"], default="bundled")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--requests", type=int, default=48)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--overhead-repeat", type=int, default=20)
+    parser.add_argument("--serve-port", type=int, default=None, help=argparse.SUPPRESS)  # the server process
+    args = parser.parse_args(argv)
+    if args.serve_port is not None:
+        serve(args.serve_port, args.model, args.threads)
+        return []
+    torch.set_num_threads(args.threads)
+    jobs = workload(args.requests)
+    with serving(args.model, args.threads) as base:
+        run_level(base, 1, jobs[:3])  # warm-up
+        rows = [run_level(base, c, jobs) for c in args.clients]
+        if args.model == "bundled":
+            sdk, http = overhead(LLaDA.from_pretrained(device="cpu"), base, args.overhead_repeat)
+        else:
+            sdk = http = 0.0
+    out(
+        f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        f"{args.threads} thread(s), model {args.model}, {args.requests} requests (chat streamed, infill, completion)"
+    )
+    out(
+        "| clients | tokens/s | vs 1 client | forward passes | requests per forward | p50 s | p99 s | p99/p50 | first chunk p50 s | slowest s |"
+    )
+    out("|---|---|---|---|---|---|---|---|---|---|")
+    one_rate = rows[0]["tokens_s"]
+    for r in rows:
+        out(
+            f"| {r['clients']} | {r['tokens_s']:.1f} | {r['tokens_s'] / one_rate:.2f}x | {r['forwards']:.0f} | "
+            f"{r['shared'] / max(r['forwards'], 1):.2f} | {r['p50']:.3f} | {r['p99']:.3f} | {r['p99'] / r['p50']:.2f} | "
+            f"{r['ttfc']:.3f} | {r['max']:.3f} |"
+        )
+    if sdk:
+        out(
+            f"server overhead, one-block answer: SDK {sdk * 1000:.1f} ms, HTTP {http * 1000:.1f} ms "
+            f"({(http - sdk) / sdk * 100:.1f} % over the SDK call)"
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    main()
