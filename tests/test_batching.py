@@ -100,3 +100,23 @@ def test_a_passed_deadline_cancels_and_a_forward_error_reaches_every_waiter(bund
 def test_bad_batcher_settings_are_named() -> None:
     with pytest.raises(ValueError, match="`max_rows` must be >= 1, got 0"):
         StepBatcher(max_rows=0)
+
+
+def test_golden_generations_stay_token_exact_when_batched_together(tiny: Any, golden: Any) -> None:
+    from tests.test_parity import GENERATE_KEYS
+
+    cases = [c for c in golden["generation"] if c["torch_manual_seed"] is None and "args" in c]
+    cases = [c for c in cases if set(GENERATE_KEYS) <= set(c["args"])]
+    assert len(cases) >= 8
+    backend = BatchingBackend(tiny.backend)
+    llm = LLaDA(backend, tiny.tokenizer)
+
+    def one(case: dict[str, Any]) -> list[list[int]]:
+        with backend.batcher.request():
+            out = llm.generate(case["prompt"], case["attention_mask"], **{k: case["args"][k] for k in GENERATE_KEYS})
+        return out.tolist()  # type: ignore[no-any-return]
+
+    with ThreadPoolExecutor(len(cases)) as pool:
+        got = list(pool.map(one, cases))
+    assert got == [c["output"] for c in cases]
+    assert max(backend.batcher.stats.rows_per_forward) > 2  # cases did share forwards

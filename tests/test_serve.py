@@ -367,3 +367,48 @@ def test_chat_openai_invokes_streams_calls_tools_and_structures(base: str) -> No
     assert answer.content == f"{person.name} lives in {person.city}."
     extract = chat.with_structured_output(Person, method="json_schema")
     assert extract.invoke("Zapur lives in Duskmere and works as a weaver.") == Person(name="Zapur", city="Duskmere")
+
+
+# -- the command --------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_llada_serve_drains_open_requests_on_sigterm() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llada_cli", "serve", "--port", str(port), "--drain-s", "60", "--log-level", "warning"]
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, "llada serve did not start"
+            try:
+                if httpx.get(url + "/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        body = {"messages": ASK, "stream": True, "max_tokens": 192, "block_length": 8, "early_stop": False}
+        lines: list[str] = []
+        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as r:
+            for line in r.iter_lines():
+                if not line:
+                    continue
+                lines.append(line)
+                if len(lines) == 3:
+                    proc.send_signal(signal.SIGTERM)  # mid-answer
+        assert lines[-1] == "data: [DONE]"
+        finish = [json.loads(ln[6:]) for ln in lines if ln.startswith("data: {")]
+        assert [c["choices"][0]["finish_reason"] for c in finish if c["choices"]][-1] in ("stop", "length")
+        assert proc.wait(60) == -signal.SIGTERM  # drained, then ended by the signal it was sent
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url + "/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

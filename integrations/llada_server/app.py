@@ -276,7 +276,8 @@ async def _respond(events: AsyncIterator[dict[str, str]], server: _Server) -> Re
         async for ev in events:
             yield ev
 
-    return EventSourceResponse(all_events(), sep="\n")
+    # a shutdown lets open streams run to their end for `drain_s` (then they are cancelled)
+    return EventSourceResponse(all_events(), sep="\n", shutdown_grace_period=server.settings.drain_s)
 
 
 def served_name(llm: LLaDA) -> str:

@@ -26,4 +26,7 @@ class ServerSettings(BaseModel):
     max_n: int = Field(8, ge=1, le=128, description="Largest n (choices per request).")
     timeout_s: float = Field(300.0, gt=0, allow_inf_nan=False, description="Seconds a request may take.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none: CORS off).")
+    drain_s: float = Field(
+        30.0, ge=0, le=3600, allow_inf_nan=False, description="On SIGTERM: seconds open requests may take to finish."
+    )
     gather_ms: float = Field(5.0, ge=0, le=1000, description="How long a batched step waits for stragglers.")

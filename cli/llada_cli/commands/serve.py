@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import click
@@ -23,13 +24,6 @@ from llada_server.settings import ServerSettings
     default=None,
     help="Require `Authorization: Bearer KEY` on every /v1 route.",
 )
-@click.option(
-    "--drain-timeout",
-    type=click.IntRange(0),
-    default=30,
-    show_default=True,
-    help="On SIGTERM/Ctrl-C: seconds open requests may finish before they are cancelled.",
-)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info")
 @generation_options(model=ServerSettings, exclude=("api_key",), pairs=False)
 @generation_options()
@@ -43,7 +37,6 @@ def serve(
     host: str,
     port: int,
     api_key: str | None,
-    drain_timeout: int,
     log_level: str,
 ) -> None:
     """Serve MODEL (default: -m / LLADA_MODEL / the bundled model) with the OpenAI HTTP API on
@@ -75,7 +68,12 @@ def serve(
     llm.options = options
     app = create_app(llm, settings)
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=drain_timeout, access_log=False
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=False,
+        timeout_graceful_shutdown=math.ceil(settings.drain_s) + 1,  # after the streams' own grace period
     )
     state = app.state.llada
 
