@@ -30,7 +30,7 @@ from llada_sdk.tools import (
     TOOL_CALL_OPEN,
     InvalidToolCall,
     parse_tool_calls,
-    partial_call_start,
+    streamed_content,
     tool_spec,
     transcript,
     with_tools,
@@ -161,7 +161,7 @@ def _free(
 ) -> Iterator[TurnEvent]:
     msgs = with_tools(messages, tools) if tools else [dict(m) for m in messages]
     stream = llm.stream_chat(msgs, options=options)
-    text, emitted = "", 0
+    text, shown = "", ""
     result: TextResult | None = None
     try:
         for ev in stream:
@@ -170,11 +170,11 @@ def _free(
                 yield ev
             elif isinstance(ev, TextEvent):
                 text += ev.delta
-                hold = partial_call_start(text) if tools else None
-                safe = text if hold is None else text[:hold]
-                if len(safe) > emitted:
-                    yield TurnDelta(safe[emitted:])
-                    emitted = len(safe)
+                # only content no later text can turn into (part of) a tool call
+                safe = streamed_content(text) if tools else text
+                if len(safe) > len(shown) and safe.startswith(shown):
+                    yield TurnDelta(safe[len(shown) :])
+                    shown = safe
             elif isinstance(ev, ResultEvent):
                 result = ev.results[0]
     finally:
@@ -184,9 +184,8 @@ def _free(
     if result is None:  # pragma: no cover - a stream always ends with a result
         raise RuntimeError("the decode ended without a result")
     content, calls, invalid = parse_tool_calls(result.text) if tools else (result.text, [], [])
-    done = text[:emitted]
-    if content.startswith(done) and len(content) > len(done):
-        yield TurnDelta(content[len(done) :])
+    if content.startswith(shown) and len(content) > len(shown):
+        yield TurnDelta(content[len(shown) :])
     finish = "tool_calls" if calls else FINISH_REASONS.get(result.finish_reason, result.finish_reason)
     yield TurnEnd(
         content=content,

@@ -67,7 +67,12 @@ class ParsedToolCall:
 
 @dataclass(frozen=True)
 class InvalidToolCall:
-    """A ``<tool_call>`` block that is not ``{"name": str, "arguments": object}`` JSON."""
+    """A ``<tool_call>`` block that is not ``{"name": str, "arguments": object}`` JSON.
+
+    Attributes:
+        text: the block's text (between the tags), or the fragment of a tag.
+        error: why it is not a call (``not valid JSON: Expecting ',' delimiter at char 12``, ``missing `name```...).
+    """
 
     text: str
     error: str
@@ -210,61 +215,128 @@ def with_tools(messages: Sequence[Message], tools: Sequence[Mapping[str, Any] | 
     return out
 
 
+def _call_error(body: str, closed: bool) -> tuple[ParsedToolCall | None, str]:
+    """The call in a ``<tool_call>`` body, or None and why it is not one."""
+    unclosed = "" if closed else " (no `</tool_call>`: the text ended inside the call)"
+    if not body:
+        return None, 'empty `<tool_call>`: expected {"name": str, "arguments": object}' + unclosed
+    try:
+        obj = json.loads(body)
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc.msg} at char {exc.pos}{unclosed}"
+    if not isinstance(obj, dict):
+        return None, f'expected a JSON object {{"name": str, "arguments": object}}, got {type(obj).__name__}'
+    if "name" not in obj:
+        return None, "missing `name`"
+    if not isinstance(obj["name"], str):
+        return None, f"`name` must be a string, got {type(obj['name']).__name__}: {obj['name']!r}"
+    args = obj.get("arguments", obj.get("parameters", {}))
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return None, f"`arguments` must be an object, got {type(args).__name__}"
+    return ParsedToolCall(obj["name"], args), ""
+
+
+def _scan(text: str) -> tuple[str, list[ParsedToolCall], list[InvalidToolCall]]:
+    """``parse_tool_calls`` without stripping the content (streams compare prefixes of it)."""
+    calls: list[ParsedToolCall] = []
+    invalid: list[tuple[int, InvalidToolCall]] = []
+    pieces: list[tuple[int, str]] = []  # (offset, text) of what lies outside the blocks
+    pos = 0
+    for m in _CALL.finditer(text):
+        pieces.append((pos, text[pos : m.start()]))
+        pos = m.end()
+        body = m.group(1).strip()
+        call, error = _call_error(body, closed=m.group(0).endswith(TOOL_CALL_CLOSE))
+        if call is None:
+            invalid.append((m.start(), InvalidToolCall(body, error)))
+        else:
+            calls.append(call)
+    pieces.append((pos, text[pos:]))
+    content = []
+    for offset, piece in pieces:
+        while (idx := piece.find(TOOL_CALL_CLOSE)) >= 0:
+            start = _bare_call_start(piece[:idx])
+            error = "`</tool_call>` without an opening `<tool_call>`"
+            invalid.append((offset + start, InvalidToolCall(piece[start:idx].strip(), error)))
+            piece = piece[:start] + piece[idx + len(TOOL_CALL_CLOSE) :]
+        content.append(piece)
+    # a lone "<" may be prose; two characters or more of the tag are a call the text cut off
+    for k in range(len(TOOL_CALL_OPEN) - 1, 1, -1):
+        if content[-1].endswith(TOOL_CALL_OPEN[:k]):
+            error = f"unfinished `{TOOL_CALL_OPEN}` tag at the end of the text"
+            invalid.append((len(text) - k, InvalidToolCall(TOOL_CALL_OPEN[:k], error)))
+            content[-1] = content[-1][:-k]
+            break
+    return "".join(content), calls, [bad for _, bad in sorted(invalid, key=lambda item: item[0])]
+
+
+def _bare_call_start(text: str) -> int:
+    """Where a call written without its opening tag would start in ``text``: the first ``{`` of the
+    last line, or the end when that line has none."""
+    line = text.rfind("\n") + 1
+    brace = text.find("{", line)
+    return len(text) if brace < 0 else brace
+
+
 def parse_tool_calls(text: str) -> tuple[str, list[ParsedToolCall], list[InvalidToolCall]]:
     """Read the tool calls out of generated text.
 
     Every ``<tool_call>...</tool_call>`` block (the closing tag may be missing at the very end) is
-    removed from the text and parsed as ``{"name": str, "arguments": object}``.
+    removed from the text and parsed as ``{"name": str, "arguments": object}``. No fragment of the
+    format stays in the content: a ``</tool_call>`` without an opening tag is removed with the JSON
+    before it on its line (from the line's first ``{``), and an opening tag cut off at the end of
+    the text (``<tool_c``) is removed; both are reported as invalid calls.
 
     Args:
         text: what the model wrote.
 
     Returns:
         ``(content, calls, invalid)``: the text outside the blocks (stripped), the valid calls in
-        order, and the blocks that did not parse (with the reason).
+        order, and the blocks that did not parse, in order, each with the reason (``error``).
     """
-    calls: list[ParsedToolCall] = []
-    invalid: list[InvalidToolCall] = []
-    for m in _CALL.finditer(text):
-        body = m.group(1).strip()
-        try:
-            obj = json.loads(body)
-        except json.JSONDecodeError as exc:
-            invalid.append(InvalidToolCall(body, f"not JSON: {exc.msg} at char {exc.pos}"))
-            continue
-        if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
-            invalid.append(InvalidToolCall(body, 'expected {"name": str, "arguments": object}'))
-            continue
-        args = obj.get("arguments", obj.get("parameters", {}))
-        if args is None:
-            args = {}
-        if not isinstance(args, dict):
-            invalid.append(InvalidToolCall(body, f'"arguments" must be an object, got {type(args).__name__}'))
-            continue
-        calls.append(ParsedToolCall(obj["name"], args))
-    content = _CALL.sub("", text).strip()
-    return content, calls, invalid
+    content, calls, invalid = _scan(text)
+    return content.strip(), calls, invalid
 
 
-def partial_call_start(text: str) -> int | None:
-    """Where a (possibly unfinished) tool call starts in streamed text, or None.
+def streamed_content(text: str) -> str:
+    """The part of the content of a text still being generated that no later text can change.
 
-    A stream holds back text from this index: it may be the beginning of ``<tool_call>``.
+    What ``partial_call_start`` holds back is left out; what remains is the content as
+    ``parse_tool_calls`` reads it, unstripped, so each result extends the previous one as ``text``
+    grows.
 
     Args:
         text: the text streamed so far.
 
     Returns:
-        The index of ``<tool_call>`` or of a suffix of ``text`` that is a prefix of it; None if
-        neither occurs.
+        The content that is final.
     """
-    idx = text.find(TOOL_CALL_OPEN)
-    if idx >= 0:
-        return idx
-    for k in range(min(len(TOOL_CALL_OPEN) - 1, len(text)), 0, -1):
-        if TOOL_CALL_OPEN.startswith(text[-k:]):
-            return len(text) - k
-    return None
+    hold = partial_call_start(text)
+    return _scan(text if hold is None else text[:hold])[0]
+
+
+def partial_call_start(text: str) -> int | None:
+    """Where a stream must hold back text that may still become part of a tool call, or None.
+
+    That is the earliest of: ``<tool_call>``; a suffix of ``text`` that is a prefix of
+    ``<tool_call>`` or ``</tool_call>``; the first ``{`` of the last (unfinished) line, which a
+    ``</tool_call>`` without an opening tag would turn into a call.
+
+    Args:
+        text: the text streamed so far.
+
+    Returns:
+        The index, or None if nothing has to be held back.
+    """
+    found = [i for i in (text.find(TOOL_CALL_OPEN), _bare_call_start(text)) if 0 <= i < len(text)]
+    for tag in (TOOL_CALL_OPEN, TOOL_CALL_CLOSE):
+        for k in range(min(len(tag) - 1, len(text)), 0, -1):
+            if tag.startswith(text[-k:]):
+                found.append(len(text) - k)
+                break
+    return min(found) if found else None
 
 
 def transcript(messages: Sequence[Message]) -> str:

@@ -21,7 +21,7 @@ from langchain_llada import ChatLLaDA
 from langchain_llada._utils import cached_models, load_model, to_llada_messages
 from langchain_llada.eval_tasks import kb_lookup_tool
 from llada_sdk.corpus import KB_LOOKUP_TOOL, build_corpus
-from llada_sdk.results import StepEvent, TextEvent
+from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
 from llada_sdk.tools import render_tools
 
 CORPUS = build_corpus(0, tools=True)
@@ -137,8 +137,14 @@ async def test_a_cancelled_ainvoke_stops_decoding(monkeypatch: pytest.MonkeyPatc
 
 
 def test_timeout_stops_the_decode_and_raises() -> None:
-    with pytest.raises(TimeoutError, match=r"`timeout` \(0.0 s\) exceeded while decoding"):
-        ChatLLaDA(timeout=0.0).invoke("Where does Zapur live?")
+    with pytest.raises(TimeoutError, match=r"`timeout` \(1e-09 s\) exceeded while decoding"):
+        ChatLLaDA(timeout=1e-9).invoke("Where does Zapur live?")  # past before the first step ends
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0, float("nan"), float("inf"), "soon"])
+def test_a_timeout_per_call_is_checked_like_the_field(timeout: Any) -> None:
+    with pytest.raises(ValueError, match=rf"`timeout` must be a finite number of seconds > 0 or None, got {timeout!r}"):
+        ChatLLaDA().invoke("Where does Zapur live?", timeout=timeout)
 
 
 def test_stop_sequences_cut_the_answer_before_them() -> None:
@@ -260,3 +266,47 @@ def test_the_tools_block_is_what_the_model_was_trained_on() -> None:
     # ChatLLaDA renders bound tools exactly as the training corpus did
     (messages, _), *_ = CORPUS.conversations
     assert messages[0]["content"] == render_tools([KB_LOOKUP_TOOL])
+
+
+def fake_stream_chat(monkeypatch: pytest.MonkeyPatch, deltas: list[str]) -> None:
+    """The cached model's ``stream_chat`` writes ``deltas``, one block each, whatever it is asked."""
+
+    def stream_chat(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        for i, delta in enumerate(deltas):
+            yield TextEvent(row=0, block=i, delta=delta)
+        yield ResultEvent([TextResult(text="".join(deltas), finish_reason="length")])
+
+    monkeypatch.setattr(load_model("llada-tiny-kb", None, None), "stream_chat", stream_chat)
+
+
+@pytest.mark.parametrize(
+    ("deltas", "content", "error"),
+    [
+        (
+            ["Hi ", '<tool_call>{"name": "lookup" "arg', 'uments": {}}</tool_call>'],
+            "Hi",
+            "not valid JSON: Expecting ','",
+        ),
+        (["Hi ", '<tool_call>{"arguments": {}}</tool_call>'], "Hi", "missing `name`"),
+        (["Let me check <tool", "_c"], "Let me check", "unfinished `<tool_call>` tag at the end of the text"),
+        (["Sure ", '<tool_call>{"name": "lookup", "argu'], "Sure", "no `</tool_call>`: the text ended inside the call"),
+        (
+            ['Ok {"name": "lookup", ', '"arguments": {}}</tool', "_call> bye"],
+            "Ok  bye",
+            "without an opening `<tool_call>`",
+        ),
+    ],
+)
+def test_a_malformed_tool_call_is_an_invalid_call_with_its_reason_never_content(
+    monkeypatch: pytest.MonkeyPatch, deltas: list[str], content: str, error: str
+) -> None:
+    fake_stream_chat(monkeypatch, deltas)
+    chat = ChatLLaDA().bind_tools([KB_LOOKUP_TOOL])
+    msg = chat.invoke("Where does Dube live?")
+    assert str(msg.content).strip() == content and not msg.tool_calls
+    assert len(msg.invalid_tool_calls) == 1 and error in str(msg.invalid_tool_calls[0]["error"])
+    streamed = list(chat.stream("Where does Dube live?"))
+    assert "".join(str(c.content) for c in streamed).strip() == content  # nothing of the call was streamed
+    assert sum(len(c.tool_call_chunks) for c in streamed) == 1
+    again = asyncio.run(chat.ainvoke("Where does Dube live?"))
+    assert again.invalid_tool_calls[0]["error"] == msg.invalid_tool_calls[0]["error"]

@@ -1,89 +1,53 @@
 """Every ```python block of the README runs (in order, one namespace), except the Hub/path examples,
-and every ``print(...)  # value`` line prints exactly that value."""
+and every ``print(...)  # value`` line prints that value (decimals within a tolerance: tests/_blocks.py)."""
 
 from __future__ import annotations
 
-import io
-import os
 import re
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests._blocks import PRINT, Runner, checked, expected_output, fenced_blocks
+
 README = Path(__file__).parent.parent / "README.md"
-PRINT = re.compile(r"^print\((.*)\)  # (.*)$")
-
-
-def expected_output(comment: str) -> tuple[str, float | None]:
-    """A comment as the printed text: quotes keep leading spaces; ``about X`` is a number within 10 %."""
-    about = re.match(r"about (-?[\d.]+)", comment)
-    if about:
-        return comment, float(about.group(1))
-    if len(comment) > 1 and comment[0] == comment[-1] == '"':
-        return comment[1:-1], None
-    return comment, None
-
-
-def checked(block: str) -> str:
-    """``block`` with each commented print turned into a check of its output."""
-    lines = []
-    for line in block.splitlines():
-        m = PRINT.match(line)
-        if m:
-            line = f"__check({m.group(1)!r}, {m.group(2)!r}, lambda: print({m.group(1)}, file=__out()))"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 def test_readme_python_examples_run() -> None:
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    runnable = [b for b in blocks if "path/to" not in b and "GSAI-ML/" not in b]
+    blocks = [b for b in fenced_blocks(README) if b.lang == "python"]
+    runnable = [b for b in blocks if "path/to" not in b.body and "GSAI-ML/" not in b.body]
     assert len(runnable) >= 8
-    assert sum(bool(PRINT.match(line)) for b in runnable for line in b.splitlines()) >= 10
+    assert sum(bool(PRINT.match(line)) for b in runnable for line in b.body.splitlines()) >= 10
     torch.set_num_threads(1)
-    buffers: list[io.StringIO] = []
-    checks: list[str] = []
-
-    def out() -> io.StringIO:
-        buffers.append(io.StringIO())
-        return buffers[-1]
-
-    def check(source: str, comment: str, run: object) -> None:
-        run()  # type: ignore[operator]
-        printed = buffers[-1].getvalue().rstrip("\n")
-        want, number = expected_output(comment)
-        if number is not None:
-            assert float(printed) == pytest.approx(number, rel=0.1), (source, printed, comment)
-        else:
-            assert printed == want, (source, printed, comment)
-        checks.append(source)
-
-    namespace: dict[str, object] = {"__check": check, "__out": out}
-    cwd = os.getcwd()
-    os.chdir(README.parent)  # the README's paths are relative to the repository root
-    try:
-        for block in runnable:
-            exec(compile(checked(block), str(README), "exec"), namespace)  # our own README
-    finally:
-        os.chdir(cwd)
-    assert len(checks) >= 10
+    runner = Runner()
+    runner.run_blocks(runnable, cwd=README.parent)  # the README's paths are relative to the repository root
+    assert len(runner.checks) >= 10
 
 
 def test_a_wrong_comment_is_caught() -> None:
-    block = checked("print(1 + 1)  # 3\n")
     with pytest.raises(AssertionError):
-        buffers: list[io.StringIO] = []
+        Runner().run("print(1 + 1)  # 3\n", "<test>")
+    assert expected_output('" x"') == (" x", None)
+    assert "__check" in checked("print(1)  # 1\n")
 
-        def out() -> io.StringIO:
-            buffers.append(io.StringIO())
-            return buffers[-1]
 
-        def check(source: str, comment: str, run: object) -> None:
-            run()  # type: ignore[operator]
-            assert buffers[-1].getvalue().rstrip("\n") == expected_output(comment)[0]
+def test_printed_floats_compare_with_a_tolerance() -> None:
+    runner = Runner()
+    runner.run("print(-0.0502858457621187)  # -0.05028590117581189\n", "<test>")  # another CPU's last digits
+    runner.run("print(-0.05)  # about -0.052\n", "<test>")
+    with pytest.raises(AssertionError):
+        runner.run("print(-0.0512)  # -0.0503\n", "<test>")
 
-        exec(compile(block, "<test>", "exec"), {"__check": check, "__out": out})
+
+def test_blocks_that_read_repository_files_say_where_they_run() -> None:
+    """A relative path into the repository works from its root only; the text before such a block says so."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    for block in fenced_blocks(README):
+        if block.lang == "python" and re.search(r"[\"'](tests|docs|examples|benchmarks)/", block.body):
+            start = max(i for i in range(block.line - 1) if lines[i].lstrip().startswith("```"))
+            above = " ".join(lines[start + 1 : block.line - 1])  # the prose since the previous block
+            assert "repository root" in above, f"{block}: say that it runs from the repository root"
 
 
 def test_the_options_table_shows_the_real_defaults() -> None:

@@ -14,6 +14,7 @@ from llada_sdk.tools import (
     render_tool_call,
     render_tools,
     signature,
+    streamed_content,
     tool_result_message,
     tool_spec,
     transcript,
@@ -75,7 +76,72 @@ def test_broken_calls_are_reported_not_raised() -> None:
     )
     assert content == "" and calls == []
     assert [i.text for i in invalid] == ['{"name": "g", "arguments": [1]}', "{oops"]
-    assert invalid[0].error == '"arguments" must be an object, got list' and invalid[1].error.startswith("not JSON")
+    assert invalid[0].error == "`arguments` must be an object, got list"
+    assert invalid[1].error == "not valid JSON: Expecting property name enclosed in double quotes at char 1"
+
+
+@pytest.mark.parametrize(
+    ("text", "content", "bad_text", "error"),
+    [
+        ('<tool_call>{"arguments": {}}</tool_call>', "", '{"arguments": {}}', "missing `name`"),
+        ('<tool_call>{"name": 3}</tool_call>', "", '{"name": 3}', "`name` must be a string, got int: 3"),
+        (
+            "<tool_call>[1]</tool_call>",
+            "",
+            "[1]",
+            'expected a JSON object {"name": str, "arguments": object}, got list',
+        ),
+        ("<tool_call> </tool_call>", "", "", 'empty `<tool_call>`: expected {"name": str, "arguments": object}'),
+        (
+            'A <tool_call>{"name": "f", "arguments": {"x" 1}',
+            "A",
+            '{"name": "f", "arguments": {"x" 1}',
+            "not valid JSON: Expecting ':' delimiter at char 32 (no `</tool_call>`: the text ended inside the call)",
+        ),
+        ("Let me check <tool_c", "Let me check", "<tool_c", "unfinished `<tool_call>` tag at the end of the text"),
+        (
+            'Sure: {"name": "f"}</tool_call>\nBye',
+            "Sure: \nBye",
+            '{"name": "f"}',
+            "`</tool_call>` without an opening `<tool_call>`",
+        ),
+        ("a </tool_call> b", "a  b", "", "`</tool_call>` without an opening `<tool_call>`"),
+    ],
+)
+def test_no_piece_of_a_broken_call_stays_in_the_content(text: str, content: str, bad_text: str, error: str) -> None:
+    got, calls, invalid = parse_tool_calls(text)
+    assert (got, calls) == (content, [])
+    assert [(i.text, i.error) for i in invalid] == [(bad_text, error)]
+    assert "tool_call" not in got
+
+
+def test_invalid_calls_come_in_the_order_of_the_text() -> None:
+    text = '{"a": 1}</tool_call> x <tool_call>{oops</tool_call> y <tool_c'
+    _, _, invalid = parse_tool_calls(text)
+    assert [i.text for i in invalid] == ['{"a": 1}', "{oops", "<tool_c"]
+
+
+def test_a_lone_angle_bracket_at_the_end_is_text() -> None:
+    assert parse_tool_calls("a <") == ("a <", [], [])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Hi {"name": "f", "arguments": {}}</tool_call> ok',
+        'Hi <tool_call>{"name": "f"}</tool_call> there </tool_call> end',
+        "Dube lives in {a} set\nThen <tool_call>{bad</tool_call> more <tool_c",
+        'a < b and c </ d {"x": 1}\n{"name": "f"}</tool_call>',
+    ],
+)
+def test_streamed_content_only_grows_and_ends_as_the_parsed_content(text: str) -> None:
+    previous = ""
+    for end in range(len(text) + 1):
+        now = streamed_content(text[:end])
+        assert now.startswith(previous), (text[:end], previous, now)
+        assert "tool_call>" not in now
+        previous = now
+    assert parse_tool_calls(text)[0].startswith(previous.rstrip())  # the rest is sent once the text is complete
 
 
 def test_partial_call_start_holds_back_a_possible_tag() -> None:
@@ -83,6 +149,9 @@ def test_partial_call_start_holds_back_a_possible_tag() -> None:
     assert partial_call_start("Hello <tool") == 6
     assert partial_call_start("ab<tool_call>{") == 2
     assert partial_call_start("a<") == 1
+    assert partial_call_start("a </tool") == 2  # a closing tag is held back too
+    assert partial_call_start('ok\nSure {"name": "f"') == 8  # JSON on the last line may end in </tool_call>
+    assert partial_call_start("x {a}\ny") is None  # a finished line is final
 
 
 def test_history_turns_and_the_system_message() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -17,10 +18,10 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from llada_sdk.loading import BUNDLED_MODEL
-from llada_sdk.options import GenerationOptions
+from llada_sdk.options import GenerationOptions, format_validation_error
 from llada_sdk.tools import assistant_message, tool_result_message
 
 if TYPE_CHECKING:
@@ -51,9 +52,10 @@ class LLaDAParams(BaseModel):
     """``cpu``, ``cuda``, ``cuda:1``...; default CUDA when available."""
     dtype: str | None = None
     """``float32`` / ``bfloat16`` / ``float16``; default the checkpoint's dtype."""
-    timeout: float | None = None
-    """Seconds a call may decode; past it the decode stops at the next step and ``TimeoutError`` is raised."""
-    max_retries: int = 2
+    timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    """Seconds a call may decode (finite, > 0; None = no limit); past it the decode stops at the next step
+    and ``TimeoutError`` is raised."""
+    max_retries: int = Field(default=2, ge=0)
     """Accepted for LangChain compatibility; local decoding has no transient failure to retry."""
     stream_steps: bool = False
     """Stream a chunk per denoising step too (empty text; the step in ``response_metadata["llada_steps"]``)."""
@@ -75,6 +77,15 @@ class LLaDAParams(BaseModel):
     seed: int | None = Field(default=None, description=_describe("seed"))
     reference_compat: bool | None = Field(default=None, description=_describe("reference_compat"))
     max_auto_length: int | None = Field(default=None, description=_describe("max_auto_length"))
+
+    @model_validator(mode="after")
+    def _check_generation_fields(self) -> Any:
+        # the options are otherwise only built per call: a bad value must fail where it is written
+        try:
+            self.generation_options()
+        except ValidationError as exc:
+            raise ValueError(format_validation_error(exc)) from None
+        return self
 
     def generation_options(self, stop: Sequence[str] | None = None, **overrides: Any) -> GenerationOptions:
         """The ``GenerationOptions`` of a call: the fields set here, then ``overrides``, then ``stop``.
@@ -246,10 +257,21 @@ def to_llada_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
 T = TypeVar("T")
 
 
+def check_timeout(timeout: object) -> None:
+    """Refuse a ``timeout`` that is not None or a finite number of seconds above 0 (a per-call value
+    does not go through the field's validation)."""
+    ok = timeout is None or (
+        isinstance(timeout, (int, float)) and not isinstance(timeout, bool) and 0 < timeout < math.inf
+    )
+    if not ok:
+        raise ValueError(f"`timeout` must be a finite number of seconds > 0 or None, got {timeout!r}")
+
+
 class Deadline:
     """``timeout`` seconds from now (None: never); ``check()`` raises ``TimeoutError`` once past."""
 
     def __init__(self, timeout: float | None) -> None:
+        check_timeout(timeout)
         self.timeout = timeout
         self.end = None if timeout is None else time.monotonic() + timeout
 

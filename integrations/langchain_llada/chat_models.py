@@ -13,11 +13,10 @@ the values (``llada_sdk.structured.fill_schema``), so the result always parses a
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Literal
 
@@ -42,17 +41,14 @@ from langchain_llada._utils import (
     split_call_kwargs,
     to_llada_messages,
 )
+from llada_sdk.assistant import TurnDelta, TurnEnd, assistant_turn, normalize_tool_choice
 from llada_sdk.options import GenerationOptions
-from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
-from llada_sdk.structured import fill_schema_result, json_schema_of
+from llada_sdk.results import StepEvent
+from llada_sdk.structured import json_schema_of
 from llada_sdk.tools import (
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
-    parse_tool_calls,
-    partial_call_start,
     tool_spec,
-    transcript,
-    with_tools,
 )
 
 ToolChoice = str | dict[str, Any] | bool | None
@@ -65,34 +61,10 @@ _CALL_KWARGS = (
     "stream_steps",
     "timeout",
 )
-_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 
 
-def normalize_tool_choice(tool_choice: ToolChoice, names: Sequence[str]) -> str | None:
-    """``tool_choice`` as ``None`` / ``"auto"`` / ``"none"`` / ``"any"`` / a tool name.
-
-    Accepts ``None``, ``"auto"``, ``"none"``, ``"any"``, ``"required"`` (= ``"any"``), ``True`` (= ``"any"``),
-    a tool's name, or ``{"type": "function", "function": {"name": ...}}``.
-
-    Raises:
-        ValueError: anything else, or a name that is not one of ``names``.
-    """
-    accepted = '"auto", "any", "required", "none", True, a tool name or {"type": "function", "function": {"name": ...}}'
-    if tool_choice is None or tool_choice in ("auto", "none"):
-        return tool_choice  # type: ignore[return-value]
-    if tool_choice is True or tool_choice in ("any", "required"):
-        if not names:
-            raise ValueError(f"`tool_choice` ({tool_choice!r}) needs at least one tool; `tools` is empty")
-        return "any"
-    name: Any = tool_choice
-    if isinstance(tool_choice, dict):
-        fn = tool_choice.get("function")
-        name = fn.get("name") if tool_choice.get("type") == "function" and isinstance(fn, dict) else None
-        if not isinstance(name, str):
-            raise ValueError(f"`tool_choice` must be {accepted}; got {tool_choice!r}")
-    if isinstance(name, str) and name in names:
-        return name
-    raise ValueError(f"`tool_choice` must be {accepted}; got {tool_choice!r} (tools: {list(names)})")
+class _Stopped(Exception):
+    """The consumer stopped iterating (async cancellation): end the turn at its next step."""
 
 
 @dataclass
@@ -107,6 +79,8 @@ class _Call:
     response_format: dict[str, Any] | None
     deadline: Deadline
     stream_steps: bool
+    invalid_errors: dict[str, str] = field(default_factory=dict)
+    """Why each invalid tool call (by id) did not parse: merging chunks drops LangChain's ``error``."""
 
 
 def _json_schema(schema: Any) -> dict[str, Any]:
@@ -118,12 +92,16 @@ def _json_schema(schema: Any) -> dict[str, Any]:
         return convert_to_json_schema(schema)
 
 
-def _usage(result: TextResult) -> UsageMetadata:
-    return UsageMetadata(
-        input_tokens=result.prompt_tokens,
-        output_tokens=result.completion_tokens,
-        total_tokens=result.prompt_tokens + result.completion_tokens,
-    )
+def _with_errors(result: ChatResult, call: _Call) -> ChatResult:
+    """``result`` with the parse reason in each ``invalid_tool_calls[i].error`` (adding chunks together
+    resets it to None)."""
+    for gen in result.generations:
+        msg = gen.message
+        if isinstance(msg, AIMessage):
+            for bad in msg.invalid_tool_calls:
+                if bad.get("id") in call.invalid_errors:
+                    bad["error"] = call.invalid_errors[bad["id"]]  # type: ignore[index]
+    return result
 
 
 def _call_id() -> str:
@@ -284,118 +262,63 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
         )
 
     def _chunks(self, call: _Call, cancel: threading.Event | None = None) -> Iterator[ChatGenerationChunk]:
+        """The turn (``llada_sdk.assistant``: free text, a forced call or a structured answer) as chunks."""
         llm = load_model(call.model_name, self.device, self.dtype)
-        if call.response_format is not None:
-            yield from self._structured(llm, call)
-        elif call.tools and call.tool_choice not in (None, "auto", "none"):
-            yield from self._forced_call(llm, call)
-        else:
-            yield from self._free(llm, call, cancel)
+
+        def check(what: str) -> None:
+            if cancel is not None and cancel.is_set():
+                raise _Stopped
+            call.deadline.check(what)
+
+        turn = assistant_turn(
+            llm,
+            call.messages,
+            options=call.options,
+            tools=call.tools,
+            tool_choice=call.tool_choice,
+            response_format=call.response_format,
+            check=check,
+        )
+        try:
+            for ev in turn:
+                if isinstance(ev, StepEvent):
+                    if call.stream_steps:
+                        step = {"block": ev.block, "step": ev.step, "filled": [list(pt) for pt in ev.filled[0]]}
+                        yield ChatGenerationChunk(
+                            message=AIMessageChunk(content="", response_metadata={"llada_steps": [step]})
+                        )
+                elif isinstance(ev, TurnDelta):
+                    yield ChatGenerationChunk(message=AIMessageChunk(content=ev.text))
+                else:
+                    yield from self._end(call, ev)
+        except _Stopped:
+            return
+
+    def _end(self, call: _Call, end: TurnEnd) -> Iterator[ChatGenerationChunk]:
+        for i, c in enumerate(end.tool_calls):
+            chunk = tool_call_chunk(name=c.name, args=c.arguments, id=_call_id(), index=i)
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
+        for j, bad in enumerate(end.invalid_tool_calls, start=len(end.tool_calls)):
+            call_id = _call_id()
+            call.invalid_errors[call_id] = bad.error
+            chunk = tool_call_chunk(name=None, args=f"{TOOL_CALL_OPEN}{bad.text}{TOOL_CALL_CLOSE}", id=call_id, index=j)
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
+        usage = UsageMetadata(
+            input_tokens=end.prompt_tokens,
+            output_tokens=end.completion_tokens,
+            total_tokens=end.prompt_tokens + end.completion_tokens,
+        )
+        passes = (
+            {"forward_passes": end.forward_passes, "forward_passes_saved": end.forward_passes_saved}
+            if end.forward_passes
+            else {}
+        )
+        yield self._last(call, usage, end.finish_reason, **passes)
 
     def _last(self, call: _Call, usage: UsageMetadata, finish: str, **extra: Any) -> ChatGenerationChunk:
         meta = {"model_name": call.model_name, "model_provider": "llada", "finish_reason": finish, **extra}
         msg = AIMessageChunk(content="", chunk_position="last", usage_metadata=usage, response_metadata=meta)
         return ChatGenerationChunk(message=msg, generation_info={"finish_reason": finish})
-
-    def _free(self, llm: Any, call: _Call, cancel: threading.Event | None) -> Iterator[ChatGenerationChunk]:
-        use_tools = bool(call.tools) and call.tool_choice != "none"
-        msgs = with_tools(call.messages, call.tools) if use_tools else call.messages
-        stream = llm.stream_chat(msgs, options=call.options)
-        text, emitted = "", 0
-        result: TextResult | None = None
-        try:
-            for ev in stream:
-                if cancel is not None and cancel.is_set():
-                    return
-                call.deadline.check("decoding")
-                if isinstance(ev, StepEvent) and call.stream_steps:
-                    step = {"block": ev.block, "step": ev.step, "filled": [list(pt) for pt in ev.filled[0]]}
-                    msg = AIMessageChunk(content="", response_metadata={"llada_steps": [step]})
-                    yield ChatGenerationChunk(message=msg)
-                elif isinstance(ev, TextEvent):
-                    text += ev.delta
-                    hold = partial_call_start(text) if use_tools else None
-                    safe = text if hold is None else text[:hold]
-                    if len(safe) > emitted:
-                        yield ChatGenerationChunk(message=AIMessageChunk(content=safe[emitted:]))
-                        emitted = len(safe)
-                elif isinstance(ev, ResultEvent):
-                    result = ev.results[0]
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        if result is None:  # pragma: no cover - a stream always ends with a result
-            raise RuntimeError("the decode ended without a result")
-        final = result.text
-        finish = _FINISH.get(result.finish_reason, result.finish_reason)
-        if use_tools:
-            content, calls, invalid = parse_tool_calls(final)
-        else:
-            content, calls, invalid = final, [], []
-        done = text[:emitted]
-        if content.startswith(done) and len(content) > len(done):
-            yield ChatGenerationChunk(message=AIMessageChunk(content=content[len(done) :]))
-        for i, c in enumerate(calls):
-            chunk = tool_call_chunk(
-                name=c.name, args=json.dumps(c.arguments, ensure_ascii=False), id=_call_id(), index=i
-            )
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        for j, bad in enumerate(invalid, start=len(calls)):
-            chunk = tool_call_chunk(
-                name=None, args=f"{TOOL_CALL_OPEN}{bad.text}{TOOL_CALL_CLOSE}", id=_call_id(), index=j
-            )
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        if calls:
-            finish = "tool_calls"
-        yield self._last(
-            call,
-            _usage(result),
-            finish,
-            forward_passes=result.forward_passes,
-            forward_passes_saved=result.forward_passes_saved,
-        )
-
-    def _prompt_tokens(self, llm: Any, text: str) -> int:
-        return len(llm.bos_ids) + len(llm.require_tokenizer().encode(text))
-
-    def _structured(self, llm: Any, call: _Call) -> Iterator[ChatGenerationChunk]:
-        assert call.response_format is not None
-        prompt = transcript(call.messages)
-        call.deadline.check("starting")
-        fill = fill_schema_result(llm, prompt, call.response_format, options=call.options)
-        call.deadline.check("filling the schema")
-        yield ChatGenerationChunk(message=AIMessageChunk(content=fill.text))
-        n_in, n_out = self._prompt_tokens(llm, prompt), len(llm.require_tokenizer().encode(fill.text))
-        yield self._last(call, UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out), "stop")
-
-    def _forced_call(self, llm: Any, call: _Call) -> Iterator[ChatGenerationChunk]:
-        specs = [tool_spec(t) for t in call.tools]
-        prompt = transcript(with_tools(call.messages, call.tools))
-        call.deadline.check("starting")
-        if call.tool_choice == "any":
-            if len(specs) == 1:
-                spec = specs[0]
-            else:
-                head = f'{prompt}\n{TOOL_CALL_OPEN}{{"name": '
-                pick = llm.choose(
-                    head, [json.dumps(s.name, ensure_ascii=False) for s in specs], mc_num=32, batch_size=32
-                )
-                spec = specs[int(pick.index)]
-        else:
-            spec = next(s for s in specs if s.name == call.tool_choice)
-        params = spec.parameters or {"type": "object", "properties": {}}
-        before = f'{TOOL_CALL_OPEN}{{"name": {json.dumps(spec.name, ensure_ascii=False)}, "arguments": '
-        fill = fill_schema_result(
-            llm, prompt, params, before=before, after=f"}}{TOOL_CALL_CLOSE}", options=call.options
-        )
-        call.deadline.check("filling the tool arguments")
-        chunk = tool_call_chunk(name=spec.name, args=fill.text, id=_call_id(), index=0)
-        yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[chunk]))
-        n_in = self._prompt_tokens(llm, prompt)
-        n_out = len(llm.require_tokenizer().encode(before + fill.text + "}" + TOOL_CALL_CLOSE))
-        usage = UsageMetadata(input_tokens=n_in, output_tokens=n_out, total_tokens=n_in + n_out)
-        yield self._last(call, usage, "tool_calls")
 
     def _stream(
         self,
@@ -413,7 +336,8 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return generate_from_stream(self._chunks(self._prepare(messages, stop, kwargs)))
+        call = self._prepare(messages, stop, kwargs)
+        return _with_errors(generate_from_stream(self._chunks(call)), call)
 
     async def _astream(
         self,
@@ -435,4 +359,4 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
     ) -> ChatResult:
         call = self._prepare(messages, stop, kwargs)
         chunks = [c async for c in iterate_in_thread(lambda cancel: self._chunks(call, cancel))]
-        return generate_from_stream(iter(chunks))
+        return _with_errors(generate_from_stream(iter(chunks)), call)
