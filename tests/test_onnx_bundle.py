@@ -128,6 +128,30 @@ def test_cli_export_writes_a_bundle_and_refuses_bad_flags(tmp_path: Path) -> Non
     assert (out / "logits.onnx").is_file() and "1 graphs" in done.stdout and "parity logits" in done.stderr
     again = CliRunner().invoke(cli, ["export", fixture, str(out), "--graphs", "logits"])
     assert again.exit_code != 0 and "--overwrite" in again.output
+    # --overwrite replaces the bundle as a whole, through a staging folder that does not stay behind
+    (out / "stale.onnx").write_text("from the old bundle")
+    replaced = CliRunner().invoke(
+        cli,
+        ["export", fixture, str(out), "--graphs", "logits", "--eot-token-id", "348", "--threads", "1", "--overwrite"],
+    )
+    assert replaced.exit_code == 0, replaced.output + str(replaced.exception)
+    assert not (out / "stale.onnx").exists() and [p.name for p in tmp_path.iterdir()] == ["tiny"]
+    from llada_export.sidecar import Sidecar
+
+    assert "logits" in Sidecar.read(out).parity
+
+
+@pytest.mark.slow
+def test_bench_prints_each_row_once() -> None:
+    from click.testing import CliRunner
+
+    from llada_cli.main import cli
+
+    args = ["--threads", "1", "--models", "bundled", "--shapes", "1x16", "--precisions", "fp32", "--repeat", "1"]
+    done = CliRunner().invoke(cli, ["bench", *args, "--gen-tokens", "8"])
+    assert done.exit_code == 0, done.output + str(done.exception)
+    rows = [line for line in done.output.splitlines() if line.startswith("| bundled | 1x16 |")]
+    assert [row.split(" | ")[2] for row in rows] == ["torch eager fp32", "onnxruntime fp32"], done.output
 
 
 @pytest.mark.slow

@@ -94,6 +94,7 @@ def make_bundle(folder: Path, vocab: int = V, embedding: int = V) -> Path:
         special_ids=SpecialIds(mask=V - 1, eos=V - 2),
         context_length=64,
         graphs={"logits": spec},
+        parity_skipped=True,  # synthetic: no parity run
     ).write(folder)
     return folder
 
@@ -156,11 +157,42 @@ def test_from_pretrained_detects_the_bundle_and_generates(fake: Path) -> None:
 @pytest.mark.parametrize(
     ("damage", "culprit", "pattern"),
     [
-        ("no_sidecar", SIDECAR, "missing"),
+        ("no_sidecar", "", "this is not an ONNX bundle (it has no llada_onnx.json): export one with `llada export`"),
         ("bad_json", SIDECAR, "not valid JSON"),
         ("wrong_format", SIDECAR, "not an llada-onnx sidecar"),
         ("bad_field", SIDECAR, "invalid field `precision`"),
         ("future_version", SIDECAR, "`format_version` 99"),
+        ("bool_version", SIDECAR, "invalid field `format_version`: must be an integer, got true"),
+        (
+            "context_negative",
+            SIDECAR,
+            "invalid field `context_length`: Input should be greater than or equal to 1, got -5",
+        ),
+        ("context_zero", SIDECAR, "invalid field `context_length`: Input should be greater than or equal to 1, got 0"),
+        ("context_huge", SIDECAR, "invalid field `context_length`: must be at most the config's `max_sequence_length`"),
+        ("context_float", SIDECAR, "invalid field `context_length`: Input should be a valid integer, got 1000000000.0"),
+        (
+            "option_value",
+            SIDECAR,
+            "invalid field `options.max_tokens`: Input should be greater than or equal to 1, got -3",
+        ),
+        ("option_unknown", SIDECAR, "invalid field `options.beam_width`: Extra inputs are not permitted, got 4"),
+        (
+            "special_id",
+            SIDECAR,
+            f"invalid field `special_ids.bos`: must be in [0, {V}) (the config's embedding rows), got 600",
+        ),
+        ("bool_id", SIDECAR, "invalid field `special_ids.eot`: Input should be a valid integer, got true"),
+        ("opset", SIDECAR, "invalid field `opset`: Input should be less than or equal to 23, got 99"),
+        ("negative_bytes", SIDECAR, "invalid field `graphs.logits.bytes`: Input should be greater than or equal to 0"),
+        ("bad_config", SIDECAR, "invalid field `config`: config key `n_heads` must be a positive integer, got -2"),
+        ("deep_json", SIDECAR, "not valid JSON (nested too deeply)"),
+        ("huge_file", SIDECAR, "larger than the 16 MiB a sidecar may have"),
+        (
+            "unfinished_export",
+            SIDECAR,
+            "invalid field `parity`: empty, so the export that wrote this bundle did not finish",
+        ),
         ("missing_graph", "logits.onnx", "missing"),
         ("truncated_graph", "logits.onnx", "bytes with its external data"),
         ("corrupt_graph", "logits.onnx", "onnxruntime cannot load"),
@@ -188,6 +220,35 @@ def test_bad_bundles_raise_one_line_errors_naming_the_file(
         side.write_text(json.dumps({**raw, "precision": "int3"}))
     elif damage == "future_version":
         side.write_text(json.dumps({**raw, "format_version": 99}))
+    elif damage in ("bool_version", "context_negative", "context_zero", "context_huge", "context_float", "opset"):
+        field, value = {
+            "bool_version": ("format_version", True),
+            "context_negative": ("context_length", -5),
+            "context_zero": ("context_length", 0),
+            "context_huge": ("context_length", 10**9),
+            "context_float": ("context_length", 1e9),
+            "opset": ("opset", 99),
+        }[damage]
+        side.write_text(json.dumps({**raw, field: value}))
+    elif damage in ("option_value", "option_unknown"):
+        raw["options"] = {"max_tokens": -3} if damage == "option_value" else {"beam_width": 4}
+        side.write_text(json.dumps(raw))
+    elif damage in ("special_id", "bool_id"):
+        raw["special_ids"].update({"bos": 600} if damage == "special_id" else {"eot": True})
+        side.write_text(json.dumps(raw))
+    elif damage == "negative_bytes":
+        raw["graphs"]["logits"]["bytes"] = -1
+        side.write_text(json.dumps(raw))
+    elif damage == "bad_config":
+        raw["config"]["n_heads"] = -2
+        side.write_text(json.dumps(raw))
+    elif damage == "deep_json":
+        side.write_text("[" * 1_000_000)
+    elif damage == "huge_file":
+        side.write_text(json.dumps(raw) + " " * 2**24)  # valid JSON, too large to be a sidecar
+    elif damage == "unfinished_export":
+        del raw["parity_skipped"]
+        side.write_text(json.dumps(raw))
     elif damage == "missing_graph":
         graph.unlink()
     elif damage == "truncated_graph":
@@ -208,6 +269,19 @@ def test_bad_bundles_raise_one_line_errors_naming_the_file(
         load_bundle(folder, providers="cpu")
     _one_line_error(info.value, str(folder / culprit) if culprit != SIDECAR or damage != "path_escape" else SIDECAR)
     assert pattern in str(info.value)
+    if culprit == SIDECAR and damage != "path_escape":  # `<file>: <what>`, the file first
+        assert str(info.value).startswith(f"{side}: "), str(info.value)
+
+
+def test_backend_onnx_on_a_folder_that_is_not_a_bundle_says_so() -> None:
+    from llada_sdk import LLaDA
+
+    folder = ROOT / "tests" / "fixtures" / "llada-tiny"
+    with pytest.raises(CheckpointError) as info:
+        LLaDA.from_pretrained(folder, backend="onnx")
+    assert str(info.value) == (
+        f"{folder}: this is not an ONNX bundle (it has no {SIDECAR}): export one with `llada export`"
+    )
 
 
 def test_providers_are_typed_ordered_and_rendered_to_onnxruntime_keys(tmp_path: Path) -> None:

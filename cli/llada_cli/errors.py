@@ -39,15 +39,17 @@ def classify(exc: BaseException) -> tuple[int, str]:
     """``(exit code, one-line message)`` for an exception that ended a command."""
     from pydantic import ValidationError
 
+    from llada_sdk._deps import exception_chain
     from llada_sdk.errors import LLaDAError, ModelNotFoundError, TokenizerError
 
+    # a Ctrl-C that library code turned into another exception (an import failing half-way) is still one
+    if any(isinstance(e, (click.exceptions.Abort, KeyboardInterrupt)) for e in exception_chain(exc)):
+        return INTERRUPTED, "interrupted"
     if isinstance(exc, click.ClickException):
         message = exc.format_message()
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
             message += f" (see '{exc.ctx.command_path} --help')"
         return exc.exit_code, message
-    if isinstance(exc, (click.exceptions.Abort, KeyboardInterrupt)):
-        return INTERRUPTED, "interrupted"
     if isinstance(exc, ModelNotFoundError):
         return USAGE, f"Invalid value for '--model': {exc}"
     if isinstance(exc, TokenizerError) and "generate()" in str(exc):

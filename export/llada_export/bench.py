@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import operator
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -64,7 +65,8 @@ def run(
     log: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Measure; returns one row per (model, shape, runtime) with ``forward_ms``, ``tokens_per_s``,
-    ``matmul_gflops`` and the ratio to torch eager of the same shape."""
+    ``matmul_gflops`` and the ratio to torch eager of the same shape. ``log`` gets progress lines
+    (exporting, measuring), not the rows: ``table(rows)`` prints those once."""
     import torch
 
     from llada_export.exporter import export
@@ -104,6 +106,7 @@ def run(
             for batch, length in shapes:
                 if length > cfg.max_sequence_length:
                     continue
+                say(f"measuring {name} {batch}x{length} ...")
                 ids = torch.randint(0, cfg.vocab_size, (batch, length), generator=torch.Generator().manual_seed(0))
                 a, b = torch.randn(batch * length, d), torch.randn(d, f)
                 t_mm = median_seconds(partial(operator.matmul, a, b), repeat * 4)
@@ -129,8 +132,6 @@ def run(
                     dec = _decode_seconds(backend.predictor(decode), canvas("numpy"), prompt, block, decode)
                     rows.append({**base, "runtime": f"onnxruntime {precision}", "forward_ms": t_ort * 1e3,
                                  "speedup": t_torch / t_ort, "tokens_per_s": n_new / dec})  # fmt: skip
-                for row in rows[-1 - len(backends) :]:
-                    say(table([row]).splitlines()[-1])
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m llada_export.benc
         repeat=args.repeat,
         gen_tokens=args.gen_tokens,
         workdir=args.workdir,
-        log=lambda m: print(m, flush=True),  # noqa: T201
+        log=lambda m: print(m, file=sys.stderr, flush=True),  # noqa: T201
     )
     print(f"threads={args.threads}, repeat={args.repeat} (median), onnxruntime CPU provider")  # noqa: T201
     print(table(rows))  # noqa: T201

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -45,8 +47,12 @@ from typing import Any
 import numpy as np
 
 from llada_export.sidecar import (
+    FORMAT,
     GRAPH_GROUPS,
+    MAX_SIDECAR_BYTES,
+    OPSETS,
     PRECISIONS,
+    SIDECAR,
     GraphSpec,
     GreedyPolicy,
     ParityFigures,
@@ -396,6 +402,94 @@ def _load_model(
     return net.float().eval(), llm.config, source
 
 
+# -- where the bundle goes: checks, the staging folder, the swap -----------------------------------
+
+
+def _within(path: Path, folder: Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (both resolved)."""
+    return path == folder or folder in path.parents
+
+
+def _is_bundle(folder: Path) -> bool:
+    """Whether ``folder`` holds an llada-onnx sidecar (``format`` only: a bundle whose export was
+    interrupted, or that an older version wrote, is still one that ``--overwrite`` may replace)."""
+    path = folder / SIDECAR
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_SIDECAR_BYTES:
+            return False
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(raw, dict) and raw.get("format") == FORMAT
+
+
+def _source_of(model: Any) -> Path | None:
+    """The model folder ``export`` will read, when known without loading it (a Hub id: after loading)."""
+    from llada_sdk.loading import BUNDLED_DIR, BUNDLED_MODEL
+
+    if model is None or (isinstance(model, str | os.PathLike) and os.fspath(model) == BUNDLED_MODEL):
+        return BUNDLED_DIR
+    if isinstance(model, str | os.PathLike):
+        path = Path(model).expanduser()
+        return path if path.is_dir() else None
+    source = getattr(model, "source", None)
+    return getattr(source, "path", None)
+
+
+def _check_out(out: Path, target: Path, source: Path | None, overwrite: bool) -> None:
+    """Refuse an ``out`` that the export must not replace. ``target``: ``out`` resolved (symlinks too).
+
+    Raises:
+        ValueError: naming ``out`` and why.
+    """
+    cwd = Path.cwd().resolve()
+    if _within(cwd, target):
+        what = "is" if target == cwd else "contains"
+        raise ValueError(
+            f"`out` {out} {what} the current working directory {cwd}; export into a new folder, e.g. ./llada-onnx"
+        )
+    if source is not None:
+        src = source.expanduser().resolve()
+        if _within(target, src) or _within(src, target):
+            what = "is" if target == src else ("lies inside" if _within(target, src) else "contains")
+            raise ValueError(f"`out` {out} {what} the source model folder {src}; pick a folder outside it")
+    if not target.exists():
+        return
+    if not target.is_dir():
+        raise ValueError(f"`out` {out} exists and is not a folder; pick another path")
+    if not any(target.iterdir()):
+        return  # an empty folder may be used
+    if not overwrite:
+        raise ValueError(
+            f"`out` {out} exists and is not empty; pass overwrite=True (--overwrite) to replace an llada bundle"
+        )
+    if not _is_bundle(target):
+        raise ValueError(
+            f"`out` {out} is not an llada bundle (no {SIDECAR} with format {FORMAT!r}); overwrite replaces only "
+            "a bundle written by `llada export`: pick another path or empty the folder yourself"
+        )
+
+
+def _swap_in(new: Path, target: Path, stage: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished bundle ``new`` to ``target``: into its place, or over an empty folder, or, with
+    ``overwrite``, over an old bundle: the old one moves aside into ``stage`` first (its deletion is the
+    caller's deletion of ``stage``), and back if the move in fails. Same filesystem: renames are atomic."""
+    if target.is_dir() and any(target.iterdir()):
+        if not (overwrite and _is_bundle(target)):  # changed since the checks at the start
+            raise ValueError(f"`out` {out} changed during the export and is no longer a bundle to replace")
+        old = stage / "old"
+        os.rename(target, old)
+        try:
+            os.rename(new, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        return
+    if target.is_dir():
+        target.rmdir()  # empty: rmdir removes nothing else
+    os.rename(new, target)
+
+
 def export(
     model: Any = None,
     out: str | Path = "llada-onnx",
@@ -428,13 +522,22 @@ def export(
         logits_eos_inf, confidence_eos_eot_inf, reference_compat: the EOS/EOT rules baked into the
             fused greedy graphs (runs with other settings use the ``logits`` graph).
         external_data: weights in ``<graph>.onnx.data`` (None: only above the 2 GB protobuf limit).
-        parity: compare every graph with PyTorch at the end (figures in the sidecar).
-        overwrite: replace an existing ``out``.
+        parity: compare every graph with PyTorch at the end (figures in the sidecar). False skips it
+            deliberately: the sidecar records ``parity_skipped: true`` (a bundle whose ``parity`` is
+            empty without it is an unfinished export, which does not load).
+        overwrite: replace an existing ``out`` that is an llada bundle (has ``llada_onnx.json``); any
+            other non-empty ``out`` is refused. An empty folder is used without it.
         threads: torch and onnxruntime threads for the export and the parity run (None: unchanged).
         log: called with one line per stage (the CLI prints them).
 
+    The bundle is written into a staging folder beside ``out`` (``.<name>.*.llada-export``) and moved
+    into place only when the export and its parity check succeeded; on any failure or interrupt only
+    the staging folder is removed and ``out`` is untouched. ``out`` must not be, contain or lie inside
+    the source model folder, nor be or contain the current working directory.
+
     Raises:
-        ValueError: a bad argument (naming it, the allowed values and what was given).
+        ValueError: a bad argument (naming it, the allowed values and what was given), or an ``out``
+            that must not be written (naming it and why).
         ExportError: a check of the exported graphs failed.
     """
     t0 = time.perf_counter()
@@ -445,18 +548,23 @@ def export(
     unknown = [g for g in groups if g not in GRAPH_GROUPS]
     if unknown or not groups:
         raise ValueError(f"`graphs` must be a non-empty subset of {', '.join(GRAPH_GROUPS)}, got {list(graphs)!r}")
-    if not 7 <= opset <= 23:
-        raise ValueError(f"`opset` must be between 7 and 23 (default {DEFAULT_OPSET}), got {opset!r}")
+    if not OPSETS[0] <= opset <= OPSETS[1]:
+        raise ValueError(
+            f"`opset` must be between {OPSETS[0]} and {OPSETS[1]} (default {DEFAULT_OPSET}), got {opset!r}"
+        )
     out = Path(out).expanduser()
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ValueError(f"`out` {out} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    target = out.resolve()
+    guessed = _source_of(model)
+    _check_out(out, target, guessed, overwrite)
     torch = require_torch()
-    onnx = require("onnx", "onnx")
+    require("onnx", "onnx")
     require("onnxscript", "onnx")
     if threads is not None:
         torch.set_num_threads(threads)
     ids = {"mask": mask_token_id, "eos": eos_token_id, "eot": eot_token_id}
     net, config, source = _load_model(model, ids)
+    if source is not None and source != guessed:  # a Hub id: its folder is known now
+        _check_out(out, target, source, overwrite)
     from llada_sdk.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
@@ -473,10 +581,58 @@ def export(
         import copy
 
         traced = copy.deepcopy(net).half()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    roles = [r for g in groups for r in GRAPH_GROUPS[g]]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # everything is written under `stage`, beside `target` (one filesystem: the final rename is atomic);
+    # it is the only thing ever deleted, besides the old bundle that `_swap_in` moves into it
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".llada-export", dir=target.parent))
+    try:
+        bundle = stage / "new"
+        bundle.mkdir()
+        roles = [r for g in groups for r in GRAPH_GROUPS[g]]
+        flags = (logits_eos_inf, confidence_eos_eot_inf, reference_compat)
+        sidecar = _write_bundle(
+            bundle, traced, config, decode, source, roles, precision, opset, external_data, flags, say
+        )
+        if parity:
+            figures = parity_run(bundle, net, decode, threads=threads, sidecar=sidecar)
+            sidecar = sidecar.model_copy(update={"parity": figures})
+            for role, fig in figures.items():
+                say(f"parity {role}: " + ", ".join(f"{k} {v:.3g}" for k, v in _numbers(fig).items()))
+            if precision == "fp32":
+                bad = {r: f.argmax_agreement for r, f in figures.items() if (f.argmax_agreement or 1.0) < 0.99}
+                if bad:
+                    raise ExportError(
+                        f"{out}: float32 graphs disagree with PyTorch on the argmax: {bad}; the bundle was not written"
+                    )
+        else:
+            sidecar = sidecar.model_copy(update={"parity_skipped": True})
+        sidecar.write(bundle)  # last: a folder without it is not a bundle
+        _swap_in(bundle, target, stage, out, overwrite)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return ExportResult(folder=out, sidecar=sidecar, seconds=time.perf_counter() - t0)
+
+
+def _write_bundle(
+    out: Path,
+    traced: Any,
+    config: Any,
+    decode: Any,
+    source: Path | None,
+    roles: list[str],
+    precision: str,
+    opset: int,
+    external_data: bool | None,
+    policy_flags: tuple[bool, bool, bool],
+    say: Callable[[str], None],
+) -> Sidecar:
+    """Export, check (and quantise) every graph of ``roles`` into ``out`` and copy the tokenizer files;
+    returns the sidecar, not yet written (``export`` writes it last, after the parity run).
+    ``traced``: the model to trace (float16 for ``fp16``); ``policy_flags``: the greedy graphs'
+    ``(logits_eos_inf, confidence_eos_eot_inf, reference_compat)``."""
+    torch = require_torch()
+    onnx = require("onnx", "onnx")
+    logits_eos_inf, confidence_eos_eot_inf, reference_compat = policy_flags
     specs: dict[str, GraphSpec] = {}
     with tempfile.TemporaryDirectory(prefix="llada-export-") as tmp:
         for role in roles:
@@ -515,7 +671,7 @@ def export(
                 tokenizer = tokenizer or name == "tokenizer.json"
     from llada_sdk.options import GenerationOptions
 
-    sidecar = Sidecar(
+    return Sidecar(
         precision=precision,  # type: ignore[arg-type]
         opset=opset,
         config=config.to_hf_dict(),
@@ -533,18 +689,6 @@ def export(
         exported_with=_versions(),
         source=str(source) if source is not None else None,
     )
-    sidecar.write(out)
-    if parity:
-        figures = parity_run(out, net, decode, threads=threads)
-        sidecar = sidecar.model_copy(update={"parity": figures})
-        sidecar.write(out)
-        for role, fig in figures.items():
-            say(f"parity {role}: " + ", ".join(f"{k} {v:.3g}" for k, v in _numbers(fig).items()))
-        if precision == "fp32":
-            bad = {r: f.argmax_agreement for r, f in figures.items() if (f.argmax_agreement or 1.0) < 0.99}
-            if bad:
-                raise ExportError(f"{out}: float32 graphs disagree with PyTorch on the argmax: {bad}")
-    return ExportResult(folder=out, sidecar=sidecar, seconds=time.perf_counter() - t0)
 
 
 def _numbers(fig: ParityFigures) -> dict[str, float]:
@@ -600,13 +744,21 @@ def _commit_pairs(backend: Any, decode: Any, probes: list[tuple[np.ndarray, np.n
     return pairs
 
 
-def parity_run(folder: Path, net: Any, decode: Any, *, threads: int | None = None) -> dict[str, ParityFigures]:
+def parity_run(
+    folder: Path, net: Any, decode: Any, *, threads: int | None = None, sidecar: Sidecar | None = None
+) -> dict[str, ParityFigures]:
     """Run every graph of the bundle in ``folder`` on the CPU provider against the float32 PyTorch
-    model ``net`` and return per-graph figures (the export writes them into the sidecar)."""
+    model ``net`` and return per-graph figures (the export writes them into the sidecar).
+    ``sidecar``: the bundle's sidecar when ``folder`` has none yet (during the export, which writes
+    it last); None reads ``folder``'s."""
     torch = require_torch()
-    from llada_export.runtime import load_bundle
+    from llada_export.providers import parse_providers
+    from llada_export.runtime import OnnxBackend, load_bundle
 
-    backend, _ = load_bundle(folder, providers="cpu", threads=threads)
+    if sidecar is None:
+        backend, _ = load_bundle(folder, providers="cpu", threads=threads)
+    else:
+        backend = OnnxBackend(folder, sidecar, parse_providers("cpu"), threads=threads)
     config = backend.config
     figures: dict[str, ParityFigures] = {}
     provider = ""

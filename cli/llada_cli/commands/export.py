@@ -38,7 +38,11 @@ def _graphs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
     "--external-data/--no-external-data", default=None, help="Weights in .onnx.data files [default: above 2 GB]."
 )
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch/onnxruntime threads during the export.")
-@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace OUT if it is an llada bundle (anything else is refused; an empty OUT needs no flag).",
+)
 def export(
     model: str,
     out: str,
@@ -54,7 +58,9 @@ def export(
     directory OUT: one ONNX graph per entry of --graphs, the tokenizer files and llada_onnx.json (IO
     names and dims, opset, precision, special ids, defaults, and the parity figures of a comparison
     with PyTorch run at the end). Load it with `-m OUT` or LLaDA.from_pretrained(OUT); it runs with
-    `pip install 'llada-sdk[onnx]'` and no torch.
+    `pip install 'llada-sdk[onnx]'` and no torch. The bundle is built beside OUT and moved into place
+    only when the export and its parity check succeed: a failed or interrupted export leaves OUT as it
+    was. OUT must not be the source model folder or the current directory (nor contain them).
 
     \b
     Examples:
