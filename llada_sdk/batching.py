@@ -135,6 +135,11 @@ class StepBatcher:
                 self._cond.notify_all()
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called (nothing is accepted any more)."""
+        return self._closed
+
+    @property
     def active(self) -> int:
         """Requests in progress."""
         return len(self._active)

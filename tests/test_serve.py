@@ -286,7 +286,7 @@ def test_sixteen_concurrent_requests_are_batched_and_token_exact(base: str, bund
     assert got == want
     text = httpx.get(base + "/metrics").text
     assert _metric(base, "llada_batch_rows_sum") > before
-    assert 'llada_requests_total{route="/v1/chat/completions",status="200"}' in text
+    assert 'llada_requests_total{replica="",route="/v1/chat/completions",status="200"}' in text
     buckets = {
         ln.split('le="')[1].split('"')[0]: float(ln.split()[-1])
         for ln in text.splitlines()

@@ -26,7 +26,14 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
 from llada_sdk import LLaDA
-from llada_sdk.assistant import ToolCall, TurnDelta, TurnEnd, assistant_turn, normalize_tool_choice
+from llada_sdk.assistant import (
+    FINISH_REASONS,
+    ToolCall,
+    TurnDelta,
+    TurnEnd,
+    assistant_turn,
+    normalize_tool_choice,
+)
 from llada_sdk.batching import BatchingBackend, Cancelled, RequestHandle, StepBatcher
 from llada_sdk.errors import LLaDAError
 from llada_sdk.options import GenerationOptions
@@ -49,7 +56,6 @@ from llada_server.settings import ServerSettings
 
 log = logging.getLogger("llada_server")
 
-_FINISH = {"eos": "stop", "stop": "stop", "length": "length"}
 _DONE = object()
 
 
@@ -58,7 +64,7 @@ class _Server:
 
     def __init__(self, llm: LLaDA, settings: ServerSettings) -> None:
         self.settings = settings
-        self.metrics = Metrics()
+        self.metrics = Metrics(settings.replica_id or "")
         batcher = StepBatcher(
             pad_id=llm.config.mask_token_id, gather_s=settings.gather_ms / 1000, on_forward=self.metrics.on_forward
         )
@@ -351,7 +357,9 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
             response = _error_response(err)
         except Exception as exc:  # never a traceback to the client
             response = _error_response(_as_api_error(exc))
-        server.metrics.requests.labels(route, str(response.status_code)).inc()
+        server.metrics.request_done(route, response.status_code)
+        if settings.replica_id is not None:
+            response.headers["X-LLaDA-Replica"] = settings.replica_id
         if route.startswith("/v1/"):
             server.metrics.latency.labels(route).observe(time.perf_counter() - started)
         return response
@@ -583,7 +591,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
                 "index": i,
                 "text": r.text,
                 "logprobs": None,
-                "finish_reason": _FINISH.get(r.finish_reason, r.finish_reason),
+                "finish_reason": FINISH_REASONS.get(r.finish_reason, r.finish_reason),
                 **extra,
             }
 

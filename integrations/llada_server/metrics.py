@@ -12,11 +12,15 @@ class Metrics:
     """Requests by route and status, queue depth, rows per batched step, forward passes, tokens,
     time to the first chunk and latency."""
 
-    def __init__(self) -> None:
+    def __init__(self, replica: str = "") -> None:
         self.registry = CollectorRegistry()
+        self.replica = replica
         r = self.registry
-        self.requests = Counter(
-            "llada_requests", "Requests answered, by route and status.", ["route", "status"], registry=r
+        self._requests = Counter(
+            "llada_requests",
+            "Requests answered, by route, status and replica.",
+            ["route", "status", "replica"],
+            registry=r,
         )
         self.queue_depth = Gauge("llada_queue_depth", "Requests waiting for a worker.", registry=r)
         self.running = Gauge("llada_requests_running", "Requests being decoded.", registry=r)
@@ -41,6 +45,9 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+
+    def request_done(self, route: str, status: int) -> None:
+        self._requests.labels(route, str(status), self.replica).inc()
 
     def on_forward(self, rows: int, requests: int) -> None:
         self.forward_passes.inc()

@@ -29,4 +29,7 @@ class ServerSettings(BaseModel):
     drain_s: float = Field(
         30.0, ge=0, le=3600, allow_inf_nan=False, description="On SIGTERM: seconds open requests may take to finish."
     )
+    replica_id: str | None = Field(
+        None, description="This replica's name in a scaled-out deployment (a response header and a metrics label)."
+    )
     gather_ms: float = Field(5.0, ge=0, le=1000, description="How long a batched step waits for stragglers.")

@@ -25,6 +25,18 @@ from llada_server.settings import ServerSettings
     help="Require `Authorization: Bearer KEY` on every /v1 route.",
 )
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info")
+@click.option(
+    "--replicas",
+    type=click.IntRange(1),
+    default=None,
+    help="Serve N replicas on a local Ray cluster (Ray Serve; needs llada-sdk[ray]). [default: one process, no Ray]",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    help="Compute threads (per replica with --replicas). [default: torch's own choice]",
+)
 @generation_options(model=ServerSettings, exclude=("api_key",), pairs=False)
 @generation_options()
 @click.pass_context
@@ -38,6 +50,8 @@ def serve(
     port: int,
     api_key: str | None,
     log_level: str,
+    replicas: int | None,
+    threads: int | None,
 ) -> None:
     """Serve MODEL (default: -m / LLADA_MODEL / the bundled model) with the OpenAI HTTP API on
     HOST:PORT: /v1/chat/completions (tools, json_schema answered schema-exactly), /v1/completions
@@ -64,6 +78,13 @@ def serve(
         raise click.UsageError("give the model once: as MODEL or as -m/--model", ctx)
     settings = resolve_model(ctx, ServerSettings).model_copy(update={"api_key": api_key})
     options = resolve_options(ctx)
+    if replicas is not None:
+        _serve_on_ray(ctx, model_arg or model, device, dtype, host, port, replicas, threads, settings, options)
+        return
+    if threads is not None:
+        from llada_sdk._deps import require_torch
+
+        require_torch().set_num_threads(threads)
     llm = load_model(model_arg or model, device, dtype)
     llm.options = options
     app = create_app(llm, settings)
@@ -85,3 +106,46 @@ def serve(
             super().handle_exit(sig, frame)
 
     Draining(config).run()
+
+
+def _serve_on_ray(
+    ctx: click.Context,
+    model: str | None,
+    device: str | None,
+    dtype: str,
+    host: str,
+    port: int,
+    replicas: int,
+    threads: int | None,
+    settings: ServerSettings,
+    options: Any,
+) -> None:
+    """``--replicas N``: a local Ray cluster, Serve's proxy on HOST:PORT, N replicas of the app."""
+    from llada_sdk._deps import require
+
+    ray = require("ray", "ray")
+    serve = require("ray.serve", "ray")
+    from llada_cli.common import _BACKEND
+    from llada_server.ray_serve import build_app
+
+    gpu = device is not None and device.startswith("cuda")
+    args = {
+        "model": model,
+        "backend": ctx.meta.get(_BACKEND, {}).get("backend", "auto"),
+        "device": device,
+        "dtype": None if dtype == "auto" else dtype,
+        "threads": threads,
+        "num_replicas": replicas,
+        "num_cpus": float(threads or 1),
+        "num_gpus": 1.0 if gpu else 0.0,
+        "server": settings.model_dump(),
+        "options": options.model_dump(exclude_defaults=True),
+    }
+    ray.init(include_dashboard=False)
+    serve.start(http_options={"host": host, "port": port})
+    click.echo(f"llada serve: {replicas} replicas on Ray, http://{host}:{port}/v1 (Ctrl-C stops)", err=True)
+    try:
+        serve.run(build_app(args), name="llada", route_prefix="/", blocking=True)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
