@@ -74,7 +74,9 @@ def test_the_openai_client_is_answered_and_both_replicas_serve(url: str) -> None
     assert client.chat.completions.create(model="llada-tiny-kb", messages=ASK).choices[0].message.content == ANSWER
     with ThreadPoolExecutor(8) as pool:
         answers = list(pool.map(lambda _: _chat(url), range(16)))
-    assert all(r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == ANSWER for r in answers), [(r.status_code, r.text[:200]) for r in answers]
+    assert all(r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == ANSWER for r in answers), [
+        (r.status_code, r.text[:200]) for r in answers
+    ]
     replicas = {r.headers["x-llada-replica"] for r in answers}
     assert len(replicas) == 2, replicas
     metrics = httpx.get(url + "/metrics", timeout=30).text
