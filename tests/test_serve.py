@@ -26,6 +26,7 @@ from llada_server import ServerSettings, create_app  # noqa: E402
 
 MODEL = "llada-tiny-kb"
 ASK = [{"role": "user", "content": "Where does Zapur live?"}]
+ANSWER_ZAPUR = "Zapur lives in Duskmere."
 LOOKUP = {
     "type": "function",
     "function": {
@@ -412,3 +413,58 @@ def test_llada_serve_drains_open_requests_on_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+# -- ChatLLaDA / LLaDALLM over HTTP -------------------------------------------------------------------
+
+
+def test_langchain_classes_over_http_behave_as_local_ones(base: str) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_llada import ChatLLaDA, LLaDALLM
+
+    remote = ChatLLaDA(base_url=base + "/v1", model=MODEL)
+    local = ChatLLaDA()
+    assert remote.invoke("Where does Zapur live?").content == local.invoke("Where does Zapur live?").content
+    chunks = list(remote.stream("What month comes after March?"))
+    assert "".join(str(c.content) for c in chunks) == "The month after March is April."
+    assert chunks[-1].usage_metadata is not None and chunks[-1].usage_metadata["total_tokens"] > 0
+    call = remote.bind_tools([LOOKUP]).invoke("Where does Kaitabu live?").tool_calls
+    assert [(c["name"], c["args"]) for c in call] == [("lookup", {"name": "Kaitabu"})]
+    assert remote.with_structured_output(Person).invoke("Zapur lives in Duskmere and works as a weaver.") == Person(
+        name="Zapur", city="Duskmere"
+    )
+    steps = [
+        c
+        for c in ChatLLaDA(base_url=base + "/v1", stream_steps=True).stream("Hi")
+        if c.response_metadata.get("llada_steps")
+    ]
+    assert steps
+
+    llm = LLaDALLM(base_url=base + "/v1")
+    assert llm.invoke("Zapur lives in") == LLaDALLM().invoke("Zapur lives in")
+    assert (
+        llm.invoke("Zapur lives in [MASK:auto] and works as a [MASK:2].")
+        == "Zapur lives in Duskmere and works as a weaver."
+    )
+    assert llm.invoke("", suffix="'s parent is Lotrobar.") == "Zapur"
+    out = llm.generate(["Zapur lives in", "count: 4 5 [MASK:2] 7"])
+    assert [g[0].text for g in out.generations] == [
+        LLaDALLM().invoke("Zapur lives in"),
+        LLaDALLM().invoke("count: 4 5 [MASK:2] 7"),
+    ]
+    assert out.generations[1][0].generation_info["fills"]  # infill fills came back over HTTP
+    short = ChatLLaDA(base_url=base + "/v1", max_tokens=12).invoke("Where does Zapur live?")
+    assert short.usage_metadata is not None and short.usage_metadata["output_tokens"] <= 12  # options travel
+    with pytest.raises(ValueError, match="block_length"):
+        ChatLLaDA(base_url=base + "/v1").invoke("Hi", block_length=7)  # refused by the server, named
+
+
+def test_langchain_over_http_sends_the_api_key(bundled: LLaDA) -> None:
+    pytest.importorskip("langchain_core")
+    from langchain_llada import ChatLLaDA
+    from langchain_llada._remote import RemoteError
+
+    with serving(create_app(bundled, api_key="k3y")) as url:
+        assert ChatLLaDA(base_url=url + "/v1", api_key="k3y").invoke("Where does Zapur live?").content == ANSWER_ZAPUR
+        with pytest.raises(RemoteError, match="401"):
+            ChatLLaDA(base_url=url + "/v1", api_key="wrong").invoke("Hi")

@@ -18,7 +18,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from llada_sdk.loading import BUNDLED_MODEL
 from llada_sdk.options import GenerationOptions, format_validation_error
@@ -59,6 +59,11 @@ class LLaDAParams(BaseModel):
     """Accepted for LangChain compatibility; local decoding has no transient failure to retry."""
     stream_steps: bool = False
     """Stream a chunk per denoising step too (empty text; the step in ``response_metadata["llada_steps"]``)."""
+    base_url: str | None = None
+    """A ``llada serve`` to call instead of loading the model here (``http://host:8000/v1``): the same
+    fields and features over HTTP; ``model`` is then the server's model id."""
+    api_key: SecretStr | None = None
+    """The server's API key (``llada serve --api-key``), with ``base_url``."""
 
     max_tokens: int | None = Field(default=None, description=_describe("max_tokens"))
     steps: int | None = Field(default=None, description=_describe("steps"))
@@ -111,6 +116,24 @@ class LLaDAParams(BaseModel):
             if isinstance(n, int) and n >= 1 and block is not None and n % block:
                 values["block_length"] = max(d for d in range(1, block + 1) if n % d == 0)
         return GenerationOptions.model_validate({**base.model_dump(), **values})
+
+    def sent_options(self, stop: Sequence[str] | None = None, **overrides: Any) -> dict[str, Any]:
+        """The options a call sets itself (fields given here or per call, ``stop``): what a remote call
+        sends, so the server's own defaults hold for the rest. Validated like ``generation_options``."""
+        opts = self.generation_options(stop=stop, **overrides)
+        given = {k for k in GENERATION_FIELDS if getattr(self, k, None) is not None}
+        given |= {k for k, v in overrides.items() if v is not None}
+        if opts.stop:
+            given.add("stop")
+        if "max_tokens" in given:
+            given.add("block_length")  # the block length chosen to divide max_tokens
+        return {k: v for k, v in opts.model_dump(mode="json").items() if k in given}
+
+    def remote(self) -> tuple[str, str | None] | None:
+        """``(base_url, api key)`` when calls go to a server, else None."""
+        if self.base_url is None:
+            return None
+        return self.base_url, None if self.api_key is None else self.api_key.get_secret_value()
 
     @classmethod
     def from_llada(cls, llm: Any, **kwargs: Any) -> Any:

@@ -33,6 +33,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 
+from langchain_llada._remote import chat_turn
 from langchain_llada._utils import (
     Deadline,
     LLaDAParams,
@@ -79,6 +80,8 @@ class _Call:
     response_format: dict[str, Any] | None
     deadline: Deadline
     stream_steps: bool
+    sent: dict[str, Any] = field(default_factory=dict)
+    """The options this call sets itself (sent to a server with ``base_url``)."""
     invalid_errors: dict[str, str] = field(default_factory=dict)
     """Why each invalid tool call (by id) did not parse: merging chunks drops LangChain's ``error``."""
 
@@ -259,26 +262,43 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
             response_format=response_format,
             deadline=Deadline(timeout),
             stream_steps=stream_steps,
+            sent=self.sent_options(stop=stop, **overrides) if self.base_url is not None else {},
         )
 
     def _chunks(self, call: _Call, cancel: threading.Event | None = None) -> Iterator[ChatGenerationChunk]:
-        """The turn (``llada_sdk.assistant``: free text, a forced call or a structured answer) as chunks."""
-        llm = load_model(call.model_name, self.device, self.dtype)
+        """The turn (``llada_sdk.assistant``: free text, a forced call or a structured answer) as chunks,
+        run here or, with ``base_url``, by the server."""
 
         def check(what: str) -> None:
             if cancel is not None and cancel.is_set():
                 raise _Stopped
             call.deadline.check(what)
 
-        turn = assistant_turn(
-            llm,
-            call.messages,
-            options=call.options,
-            tools=call.tools,
-            tool_choice=call.tool_choice,
-            response_format=call.response_format,
-            check=check,
-        )
+        remote = self.remote()
+        turn: Iterator[Any]
+        if remote is not None:
+            turn = chat_turn(
+                *remote,
+                call.model_name,
+                call.messages,
+                call.sent,
+                tools=call.tools,
+                tool_choice=call.tool_choice,
+                response_format=call.response_format,
+                stream_steps=call.stream_steps,
+                timeout=call.deadline.timeout,
+                check=check,
+            )
+        else:
+            turn = assistant_turn(
+                load_model(call.model_name, self.device, self.dtype),
+                call.messages,
+                options=call.options,
+                tools=call.tools,
+                tool_choice=call.tool_choice,
+                response_format=call.response_format,
+                check=check,
+            )
         try:
             for ev in turn:
                 if isinstance(ev, StepEvent):

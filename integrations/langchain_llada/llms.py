@@ -18,6 +18,7 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseLLM, LangSmithParams
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 
+from langchain_llada._remote import completion_events
 from langchain_llada._utils import (
     Deadline,
     LLaDAParams,
@@ -85,6 +86,8 @@ class LLaDALLM(LLaDAParams, BaseLLM):
         return self._ls_params("llm", stop, kwargs)
 
     def _resolve(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[Any, GenerationOptions, dict[str, Any]]:
+        """``(model, options, call)``; the model is None with ``base_url`` (the server has it), and
+        ``call["sent"]`` holds the options the call sets itself (what a remote call sends)."""
         overrides, call = split_call_kwargs(dict(kwargs), _CALL_KWARGS)
         suffix = call.get("suffix")
         if suffix is not None and not isinstance(suffix, str):
@@ -92,7 +95,11 @@ class LLaDALLM(LLaDAParams, BaseLLM):
         model_name = str(call.get("model") or self.model_name)
         call["model_name"] = model_name
         call["deadline"] = Deadline(call.get("timeout", self.timeout))
-        return load_model(model_name, self.device, self.dtype), self.generation_options(stop=stop, **overrides), call
+        opts = self.generation_options(stop=stop, **overrides)
+        if self.base_url is not None:
+            call["sent"] = self.sent_options(stop=stop, **overrides)
+            return None, opts, call
+        return load_model(model_name, self.device, self.dtype), opts, call
 
     @staticmethod
     def _events(llm: Any, prompt: str, opts: GenerationOptions, suffix: str | None) -> Iterator[Any]:
@@ -112,7 +119,21 @@ class LLaDALLM(LLaDAParams, BaseLLM):
         self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any], cancel: threading.Event | None = None
     ) -> Iterator[GenerationChunk]:
         llm, opts, call = self._resolve(stop, kwargs)
-        events = self._events(llm, prompt, opts, call.get("suffix"))
+        remote = self.remote()
+        if remote is not None:
+            if not isinstance(prompt, str):
+                raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}: {prompt!r}")
+            events = completion_events(
+                *remote,
+                call["model_name"],
+                prompt,
+                call.get("suffix"),
+                call["sent"],
+                timeout=call["deadline"].timeout,
+                check=call["deadline"].check,
+            )
+        else:
+            events = self._events(llm, prompt, opts, call.get("suffix"))
         try:
             for ev in events:
                 if cancel is not None and cancel.is_set():
@@ -160,6 +181,8 @@ class LLaDALLM(LLaDAParams, BaseLLM):
     ) -> LLMResult:
         """Batched: the plain forward prompts are decoded together in one padded batch; infill and
         suffix prompts one by one. With a single prompt, each block's text goes to ``on_llm_new_token``."""
+        if self.base_url is not None:  # one streamed request per prompt; the server batches them
+            return self._generate_remote(prompts, stop, run_manager, kwargs)
         llm, opts, call = self._resolve(stop, kwargs)
         suffix = call.get("suffix")
         results: dict[int, TextResult] = {}
@@ -194,3 +217,22 @@ class LLaDALLM(LLaDAParams, BaseLLM):
             ],
             llm_output={"model_name": call["model_name"]},
         )
+
+    def _generate_remote(
+        self,
+        prompts: list[str],
+        stop: list[str] | None,
+        run_manager: CallbackManagerForLLMRun | None,
+        kwargs: dict[str, Any],
+    ) -> LLMResult:
+        generations = []
+        for prompt in prompts:
+            text, info = "", None
+            for chunk in self._chunks(prompt, stop, kwargs):
+                text += chunk.text
+                if run_manager is not None and len(prompts) == 1 and chunk.text:
+                    run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                info = chunk.generation_info or info
+            generations.append([Generation(text=text, generation_info=info)])
+        model = str(kwargs.get("model") or self.model_name)
+        return LLMResult(generations=generations, llm_output={"model_name": model})
