@@ -34,6 +34,7 @@ __all__ = [
     "LogitsProcessor",
     "MaskPredictor",
     "StepEvent",
+    "commit",
     "denoise",
     "generate",
     "reference_blocks",
@@ -127,7 +128,7 @@ def _predict(
     return policies.classifier_free_guidance(out[:B], out[B:], cfg.cfg_scale)
 
 
-def _commit(
+def commit(
     x: Array,
     seg_start: int,
     out: Array | tuple[Array, Array],
@@ -253,7 +254,7 @@ def denoise(
                         if isinstance(out, tuple):
                             raise ValueError("a logits processor needs a backend that returns logits")
                         out = logits_processor(out, seg_start)
-                    chosen = _commit(x, seg_start, out, end, k, cfg, generator)
+                    chosen = commit(x, seg_start, out, end, k, cfg, generator)
             nfe += 1
             yield StepEvent(block=b, step=step, forward_passes=nfe, chosen=chosen, canvas=x, start=seg_start)
             step += 1

@@ -167,7 +167,7 @@ def test_int8_bundle_keeps_the_readme_texts(tmp_path: Path) -> None:
     # every linear layer is quantised except the LM head, which stays float32
     import onnx
 
-    from llada_export.exporter import lm_head_nodes
+    from llada_export.graphs import lm_head_nodes
 
     graph = onnx.load(str(result.folder / "greedy.onnx")).graph
     head = lm_head_nodes(graph, int(result.sidecar.config["embedding_size"]))

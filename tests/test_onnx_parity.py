@@ -306,9 +306,9 @@ def test_device_loop_on_cuda_keeps_the_canvas_there(bundle: Path, golden: Any) -
 
 
 def test_commit_graph_equals_the_engine_on_long_rows_with_ties(bundle: Path) -> None:
-    """The commit graph against ``engine._commit`` with budgets per row on 300-position rows whose
+    """The commit graph against ``engine.commit`` with budgets per row on 300-position rows whose
     confidences tie in runs (coarse values, and the -inf of every ineligible position)."""
-    from llada_sdk.engine import DecodeConfig, _commit
+    from llada_sdk.engine import DecodeConfig, commit
     from llada_sdk.options import GenerationOptions
 
     backend, _ = load_bundle(bundle, providers="cpu", threads=1)
@@ -327,7 +327,7 @@ def test_commit_graph_equals_the_engine_on_long_rows_with_ties(bundle: Path) -> 
             {"input_ids": x, "x0": x0, "confidence": conf, "k": k, "end": np.array(end, dtype=np.int64)}
         )
         want = x.copy()
-        chosen = _commit(want, 0, (x0, conf), end, k, cfg, None)
+        chosen = commit(want, 0, (x0, conf), end, k, cfg, None)
         assert np.array_equal(got_chosen, chosen) and np.array_equal(got_ids, want), trial
 
 

@@ -18,24 +18,21 @@ plugin entry point can be listed without the ``onnx`` extra.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llada_export.predictors import CachedPredictor, GreedyPredictor, LogitsPredictor, StepPredictor
 from llada_export.providers import (
     CUDA,
     Provider,
     ProviderSpec,
-    ProviderUnavailableError,
     parse_providers,
-    short_name,
-    to_ort,
 )
-from llada_export.sidecar import SIDECAR, GraphSpec, Sidecar
-from llada_sdk._deps import require
+from llada_export.sessions import ON_DEVICE, Session, ort_module
+from llada_export.sidecar import SIDECAR, Sidecar
 from llada_sdk.arrays import NUMPY, ArrayOps
 from llada_sdk.backend import BackendPlugin
 from llada_sdk.errors import CheckpointError, TokenizerError
@@ -45,249 +42,7 @@ if TYPE_CHECKING:
     from llada_sdk.engine import DecodeConfig
     from llada_sdk.tokenizer import Tokenizer
 
-_ON_DEVICE = ("cuda", "tensorrt")
 _PRECISION_DTYPES = {"fp32": ("float32", "fp32"), "fp16": ("float16", "fp16"), "int8": ("int8", "qint8")}
-
-
-def _ort() -> Any:
-    return require("onnxruntime", "onnx")
-
-
-class _Session:
-    """One graph's onnxruntime session, created once; ``run`` uses IO binding on a GPU provider."""
-
-    _graph_ids = itertools.count(1)
-
-    def __init__(
-        self,
-        path: Path,
-        spec: GraphSpec,
-        providers: Sequence[Provider],
-        threads: int | None,
-        strict: bool,
-    ) -> None:
-        ort = _ort()
-        so = ort.SessionOptions()
-        so.log_severity_level = 3  # errors only; fallbacks are reported through get_providers()
-        if threads is not None:
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-        requested = to_ort(providers, ort.get_available_providers())
-        try:
-            self.sess = ort.InferenceSession(str(path), so, providers=requested)
-        except Exception as exc:  # onnxruntime raises its own exception types (Fail, InvalidGraph, ...)
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{path}: onnxruntime cannot load this graph ({msg[:300]})") from exc
-        self.path, self.spec = path, spec
-        self.providers = [short_name(p) for p in self.sess.get_providers()]
-        wanted = providers[0].kind if providers else "cpu"
-        if strict and self.providers[0] != wanted:
-            raise ProviderUnavailableError(
-                f"requested execution provider {wanted!r} for {path.name} but onnxruntime uses "
-                f"{self.providers[0]!r} (available in this onnxruntime build: {ort.get_available_providers()}); "
-                "install the matching onnxruntime-gpu / CUDA / TensorRT libraries or pass strict=False"
-            )
-        self.on_device = self.providers[0] in _ON_DEVICE
-        self.device_id = 0
-        self.cuda_graph = False
-        for p in providers:
-            if p.kind == self.providers[0] and p.kind in _ON_DEVICE:
-                self.device_id = p.device_id  # type: ignore[union-attr]
-                self.cuda_graph = bool(p.cuda_graph)  # type: ignore[union-attr]
-        self.input_names = [i.name for i in self.sess.get_inputs()]
-        self.output_names = [o.name for o in self.sess.get_outputs()]
-        want_in = [t.name for t in spec.inputs]
-        want_out = [t.name for t in spec.outputs]
-        if self.input_names != want_in or self.output_names != want_out:
-            raise CheckpointError(
-                f"{path}: graph inputs {self.input_names} / outputs {self.output_names} do not match "
-                f"{SIDECAR} ({want_in} / {want_out})"
-            )
-        self._static: dict[tuple[Any, ...], tuple[dict[str, Any], dict[str, Any], Any]] = {}
-
-    def to_device(self, value: np.ndarray) -> Any:
-        """``value`` where this session's inputs live: an OrtValue on a GPU provider, else itself."""
-        if not self.on_device:
-            return value
-        return _ort().OrtValue.ortvalue_from_numpy(value, "cuda", self.device_id)
-
-    def output_dims(self, name: str) -> list[Any]:
-        return list(next(o.shape for o in self.sess.get_outputs() if o.name == name))
-
-    def run(self, feeds: dict[str, Any], keep: Sequence[str] = ()) -> list[Any]:
-        """Run with ``feeds`` (numpy arrays, or device OrtValues from an earlier ``keep``). Outputs are
-        numpy arrays, except those named in ``keep``, which stay on the device as OrtValues (numpy on
-        the CPU provider)."""
-        if not self.on_device:
-            return list(self.sess.run(self.output_names, feeds))
-        if self.cuda_graph and not keep:
-            return self._run_graph(feeds)
-        ort = _ort()
-        binding = self.sess.io_binding()
-        for name, value in feeds.items():
-            if isinstance(value, np.ndarray):
-                value = ort.OrtValue.ortvalue_from_numpy(value, "cuda", self.device_id)
-            binding.bind_ortvalue_input(name, value)
-        for name in self.output_names:
-            binding.bind_output(name, "cuda" if name in keep else "cpu", self.device_id if name in keep else 0)
-        self.sess.run_with_iobinding(binding)
-        outs = binding.get_outputs()
-        return [o if name in keep else o.numpy() for name, o in zip(self.output_names, outs)]
-
-    def _run_graph(self, feeds: dict[str, Any]) -> list[Any]:
-        """CUDA graphs: one captured graph per input shape, with fixed device buffers (the canvas is
-        written into its buffer in place; the outputs are read from theirs)."""
-        ort = _ort()
-        key = tuple((n, v.shape) for n, v in feeds.items())
-        if key not in self._static:
-            inputs = {n: ort.OrtValue.ortvalue_from_numpy(v, "cuda", self.device_id) for n, v in feeds.items()}
-            binding = self.sess.io_binding()
-            for n, v in inputs.items():
-                binding.bind_ortvalue_input(n, v)
-            # a captured graph replays fixed addresses: outputs get preallocated buffers too
-            sizes = {d: n for t in self.spec.inputs for d, n in zip(t.dims, feeds[t.name].shape) if isinstance(d, str)}
-            for out in self.spec.outputs:
-                shape = [sizes[d] if isinstance(d, str) else d for d in out.dims]
-                buffer = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.dtype(out.dtype), "cuda", self.device_id)
-                binding.bind_ortvalue_output(out.name, buffer)
-            options = ort.RunOptions()
-            options.add_run_config_entry("gpu_graph_id", str(next(self._graph_ids)))
-            self._static[key] = (inputs, {"binding": binding}, options)
-        inputs, state, options = self._static[key]
-        for n, v in feeds.items():
-            inputs[n].update_inplace(v)
-        self.sess.run_with_iobinding(state["binding"], options)
-        return [o.numpy() for o in state["binding"].get_outputs()]
-
-
-def _ids(input_ids: Any) -> np.ndarray:
-    ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-    if ids.ndim != 2:
-        raise ValueError(f"`input_ids` must have shape [batch, length], got {ids.shape}")
-    return ids
-
-
-def _mask(attention_mask: Any, ids: np.ndarray) -> np.ndarray:
-    if attention_mask is None:
-        return np.ones(ids.shape, dtype=np.int64)
-    am = np.ascontiguousarray(attention_mask, dtype=np.int64)
-    if am.shape != ids.shape:
-        raise ValueError(f"`attention_mask` must have the shape of `input_ids` {ids.shape}, got {am.shape}")
-    return am
-
-
-class LogitsPredictor:
-    """``(input_ids, attention_mask) -> logits`` float32 ``[B, L, V]`` (the ``logits`` graph)."""
-
-    fused = False
-
-    def __init__(self, session: _Session) -> None:
-        self.session = session
-
-    def __call__(self, input_ids: Any, attention_mask: Any = None) -> np.ndarray:
-        ids = _ids(input_ids)
-        (logits,) = self.session.run({"input_ids": ids, "attention_mask": _mask(attention_mask, ids)})
-        return np.asarray(logits, dtype=np.float32)
-
-
-class GreedyPredictor:
-    """``(input_ids, attention_mask) -> (x0 int64 [B, L], confidence float32 [B, L])`` (the fused
-    ``greedy`` graph: the model and the torch policy's candidate choice, traced together)."""
-
-    fused = True
-
-    def __init__(self, session: _Session) -> None:
-        self.session = session
-
-    def __call__(self, input_ids: Any, attention_mask: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        ids = _ids(input_ids)
-        x0, conf = self.session.run({"input_ids": ids, "attention_mask": _mask(attention_mask, ids)})
-        return np.asarray(x0, dtype=np.int64), np.asarray(conf, dtype=np.float32)
-
-
-def _host(value: Any) -> np.ndarray:
-    return value if isinstance(value, np.ndarray) else np.asarray(value.numpy())
-
-
-class StepPredictor(GreedyPredictor):
-    """The ``greedy`` graph plus the ``commit`` graph: a ``StepMaskPredictor`` whose budgeted steps
-    run on the device. The canvas goes to the device once and then stays there: each step feeds the
-    previous step's ``next_ids`` back (device to device); the host sends ``k`` and ``end`` and reads
-    ``next_ids`` and ``chosen`` back for its events. The canvas is sent again only when the host's
-    copy changed in between (a new call, or the engine's early-stop fill); ``uploads`` counts how often.
-    """
-
-    def __init__(self, session: _Session, commit: _Session) -> None:
-        super().__init__(session)
-        self.commit = commit
-        self._canvas: tuple[np.ndarray, Any] | None = None  # (host copy, device value) after the last step
-        self._mask: tuple[np.ndarray, Any] | None = None
-        self.uploads = 0
-
-    def commit_step(self, x: Any, attention_mask: Any, k: Any, end: int) -> np.ndarray:
-        ids = _ids(x)
-        # one read of the shared state per call: another thread may replace it meanwhile (the device value
-        # is used only together with the host copy it was checked against)
-        last, last_mask = self._canvas, self._mask
-        if last is not None and last[0].shape == ids.shape and np.array_equal(last[0], ids):
-            canvas = last[1]
-        else:
-            canvas = self.session.to_device(ids)
-            self.uploads += 1
-        am = _mask(attention_mask, ids)
-        if last_mask is not None and last_mask[0].shape == am.shape and np.array_equal(last_mask[0], am):
-            mask = last_mask[1]
-        else:
-            mask = self.session.to_device(am)
-            self._mask = (am, mask)
-        x0, conf = self.session.run({"input_ids": canvas, "attention_mask": mask}, keep=["x0", "confidence"])
-        feeds = {
-            "input_ids": canvas,
-            "x0": x0,
-            "confidence": conf,
-            "k": np.ascontiguousarray(k, dtype=np.int64).reshape(-1),
-            "end": np.array(end, dtype=np.int64),
-        }
-        nxt, chosen = self.commit.run(feeds, keep=["next_ids"])
-        host = _host(nxt)
-        x[...] = host
-        self._canvas = (host.copy(), nxt)
-        return np.asarray(chosen, dtype=np.bool_)
-
-
-class CachedPredictor:
-    """Fast-dLLM's approximate KV caches on two graphs: ``cache_open*`` runs a whole canvas and returns
-    its keys/values ``[layers, B, kv_heads, L, head_dim]``; ``cache_step*`` runs canvas positions
-    ``start .. start+n`` against them. ``fused`` graphs return ``(x0, confidence)`` instead of logits.
-    """
-
-    def __init__(self, open_session: _Session, step_session: _Session, plain: Any, fused: bool) -> None:
-        self.open, self.step, self.plain, self.fused = open_session, step_session, plain, fused
-
-    def __call__(self, input_ids: Any, attention_mask: Any = None) -> Any:
-        return self.plain(input_ids, attention_mask)
-
-    def _out(self, outs: list[Any]) -> Any:
-        if self.fused:
-            return np.asarray(outs[0], dtype=np.int64), np.asarray(outs[1], dtype=np.float32)
-        return np.asarray(outs[0], dtype=np.float32)
-
-    def forward_cached(self, input_ids: Any, past: Any = None, start: int = 0) -> tuple[Any, Any]:
-        """``past=None``: the block-opening pass over the whole canvas (``start`` must be 0); otherwise
-        the segment at canvas positions ``start ..`` against ``past``. Returns ``(out, past)``."""
-        ids = _ids(input_ids)
-        if past is None:
-            if start != 0:
-                raise ValueError(f"`start` must be 0 without a cache, got {start}")
-            n_out = 2 if self.fused else 1
-            outs = self.open.run({"input_ids": ids}, keep=self.open.output_names[n_out:])
-            return self._out(outs[:n_out]), (outs[n_out], outs[n_out + 1])
-        keys, values = past
-        total = keys.shape()[3] if callable(getattr(keys, "shape", None)) else keys.shape[3]
-        if start < 0 or start + ids.shape[1] > total:
-            raise ValueError(f"segment [{start}, {start + ids.shape[1]}) is outside the cached length {total}")
-        feeds = {"input_ids": ids, "past_keys": keys, "past_values": values, "start": np.array(start, dtype=np.int64)}
-        return self._out(self.step.run(feeds)), past
 
 
 class OnnxBackend:
@@ -321,7 +76,7 @@ class OnnxBackend:
         self.requested = list(providers)
         self.strict = strict
         self.threads = threads
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._predictors: dict[str, Any] = {}
         primary = "greedy" if "greedy" in sidecar.graphs else next(iter(sidecar.graphs))
         self._primary = self.session(primary)  # fail at load, not at the first call
@@ -338,7 +93,7 @@ class OnnxBackend:
     def has(self, graph: str) -> bool:
         return graph in self.sidecar.graphs
 
-    def session(self, graph: str) -> _Session:
+    def session(self, graph: str) -> Session:
         """The (cached) session of one graph of the bundle."""
         if graph not in self._sessions:
             if graph not in self.sidecar.graphs:
@@ -351,7 +106,7 @@ class OnnxBackend:
             if graph == "commit":  # a few integer ops: CUDA instead of a TensorRT engine (and its shape profile)
                 swapped = [CUDA(device_id=p.device_id) if p.kind == "tensorrt" else p for p in self.requested]  # type: ignore[union-attr]
                 providers = [p for i, p in enumerate(swapped) if p.kind not in {q.kind for q in swapped[:i]}]
-            session = _Session(self.folder / spec.file, spec, providers, self.threads, self.strict)
+            session = Session(self.folder / spec.file, spec, providers, self.threads, self.strict)
             for out in spec.outputs:
                 if out.name == "logits":
                     vocab = session.output_dims("logits")[-1]
@@ -447,7 +202,7 @@ class OnnxBackend:
     def info(self) -> dict[str, Any]:
         """What runs where: backend, providers in use (read from the session), precision, bundle."""
         used = self._primary.providers
-        device = "cpu" if used[0] not in _ON_DEVICE else f"cuda:{self._primary.device_id}"
+        device = "cpu" if used[0] not in ON_DEVICE else f"cuda:{self._primary.device_id}"
         return {
             "backend": self.name,
             "providers": used,
@@ -459,7 +214,7 @@ class OnnxBackend:
             "graphs": sorted(self.sidecar.graphs),
             "opset": self.sidecar.opset,
             "device_loop": self._loop_on_device(),
-            "onnxruntime": str(_ort().__version__),
+            "onnxruntime": str(ort_module().__version__),
         }
 
 
