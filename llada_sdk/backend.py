@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from pydantic import BaseModel, ValidationError
+
 from llada_sdk.arrays import Array, ArrayOps
 
 if TYPE_CHECKING:
@@ -93,12 +95,41 @@ class Backend(Protocol):
 
 @dataclass(frozen=True)
 class BackendPlugin:
-    """An entry point of the ``llada_sdk.backends`` group: ``detect(folder)`` says whether the folder is
-    this backend's format; ``load(folder, **kwargs)`` returns a ``Backend`` and the tokenizer."""
+    """A backend: ``detect(folder)`` says whether the folder is this backend's format;
+    ``load(folder, *, device, dtype, ids, **options)`` returns a ``Backend`` and the tokenizer;
+    ``options`` is the pydantic model of the loader's own options (the ``llada`` command builds its
+    backend flags from it); ``summary`` is a line for ``--backend``'s help. Third-party backends are
+    entry points of the ``llada_sdk.backends`` group."""
 
     name: str
     detect: Callable[[Path], bool]
     load: Callable[..., tuple[Backend, Any]]
+    options: type[BaseModel] | None = None
+    summary: str = ""
+
+    def check_options(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` validated by ``options`` (the defaults filled in).
+
+        Raises:
+            TypeError: an option this backend does not take (naming it and the ones it takes).
+            ValueError: a bad value (naming the option and the rule).
+        """
+        fields = list(self.options.model_fields) if self.options is not None else []
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            takes = " and ".join(f"`{f}`" for f in fields) if fields else "no options"
+            raise TypeError(f"unexpected keyword arguments for the {self.name} backend: {unknown} (it takes {takes})")
+        if self.options is None:
+            return {}
+        try:
+            return self.options.model_validate(values).model_dump()
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "bool_type":
+                raise TypeError(f"`{where}` must be True or False, got {err.get('input')!r}") from exc
+            error = TypeError if err["type"].endswith("_type") else ValueError
+            raise error(f"`{where}` ({self.name} backend): {err['msg']}, got {err.get('input')!r}") from exc
 
 
 _REGISTERED: dict[str, BackendPlugin] = {}

@@ -1,7 +1,14 @@
-"""The PyTorch backend: ``LLaDAModel`` behind the ``Backend`` protocol (imports torch)."""
+"""The PyTorch backend: official safetensors checkpoints read tensor by tensor into ``LLaDAModel``, behind
+the ``Backend`` protocol (imports torch).
+
+Weights are read with plain file reads (no mmap, no pickle) straight into tensors of the target dtype on
+the target device: a bfloat16 checkpoint loaded as bfloat16 is never materialised in float32, and at
+most one tensor is held twice (during a dtype conversion)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -9,11 +16,202 @@ import torch
 
 from llada_sdk.arrays import Array, torch_ops
 from llada_sdk.backend import MaskPredictor
+from llada_sdk.errors import CheckpointError
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig
     from llada_sdk.engine import DecodeConfig
     from llada_sdk.model import LLaDAModel
+
+
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "float": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+CHUNK_BYTES = 16 * 2**20
+_ST_DTYPES = {"F32": ("float32", 4), "BF16": ("bfloat16", 2), "F16": ("float16", 2), "F64": ("float64", 8)}
+
+
+# -- reading safetensors: tensor by tensor, straight into the target dtype and device ------------------
+
+
+def parse_dtype(dtype: Any) -> torch.dtype | None:
+    """``"bf16"``/``"bfloat16"``/``torch.bfloat16``... -> torch dtype; None or "auto" -> None."""
+    import torch
+
+    if dtype is None or dtype == "auto":
+        return None
+    if isinstance(dtype, torch.dtype):
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise ValueError(f"`dtype` must be float32, bfloat16 or float16, got {dtype}")
+        return dtype
+    name = _DTYPES.get(str(dtype).lower().removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"`dtype` must be one of float32, bfloat16, float16 (or auto), got {dtype!r}")
+    return getattr(torch, name)  # type: ignore[no-any-return]
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """``model.safetensors``, or the shards named by ``model.safetensors.index.json``."""
+    index = folder / "model.safetensors.index.json"
+    single = folder / "model.safetensors"
+    if single.is_file():
+        return [single]
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index}: not a valid shard index ({exc})") from exc
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise CheckpointError(f"{index} names shard files that are missing: {', '.join(missing[:5])}")
+        return [folder / s for s in shards]
+    found = sorted(p.name for p in folder.glob("*"))[:10]
+    bins = [f for f in found if f.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    hint = f"; pickle checkpoints ({', '.join(bins)}) are never loaded: convert them to safetensors" if bins else ""
+    raise CheckpointError(
+        f"no model.safetensors or model.safetensors.index.json in {folder} (found: {', '.join(found) or 'nothing'}){hint}"
+    )
+
+
+def read_header(path: Path) -> tuple[dict[str, Any], int]:
+    """The safetensors JSON header of ``path`` and the offset where tensor data starts."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(8)
+            if len(raw) != 8:
+                raise CheckpointError(f"{path}: corrupt safetensors file (shorter than its 8-byte header size)")
+            n = int.from_bytes(raw, "little")
+            size = path.stat().st_size
+            if n <= 0 or n > min(size - 8, 100_000_000):
+                raise CheckpointError(f"{path}: corrupt safetensors file (header size {n} does not fit the file)")
+            header = json.loads(f.read(n))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not JSON: {exc})") from exc
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors file (header is not a JSON object)")
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    for name, info in header.items():
+        try:
+            begin, end = info["data_offsets"]
+            dtype, shape = info["dtype"], info["shape"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: corrupt safetensors file (bad entry for {name!r})") from exc
+        if dtype not in _ST_DTYPES:
+            raise CheckpointError(
+                f"{path}: tensor {name!r} has dtype {dtype}; only F32, BF16, F16, F64 weights are supported"
+            )
+        numel = 1
+        for s in shape:
+            numel *= int(s)
+        if not 0 <= begin <= end <= data_size or end - begin != numel * _ST_DTYPES[dtype][1]:
+            raise CheckpointError(
+                f"{path}: corrupt safetensors file (tensor {name!r}: offsets {begin}..{end} do not match "
+                f"shape {shape} {dtype} within {data_size} data bytes; truncated download?)"
+            )
+    return header, 8 + n
+
+
+def _canonical(name: str) -> str:
+    return name.removeprefix("model.")
+
+
+def iter_tensors(
+    files: list[Path], wanted: dict[str, tuple[int, ...]], dtype: torch.dtype | None, device: torch.device
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Yield ``(model name, tensor)`` for every tensor in ``files``, checked against ``wanted`` shapes."""
+    import torch
+
+    headers = [(p, *read_header(p)) for p in files]
+    names = {_canonical(k) for _, h, _ in headers for k in h}
+    missing = sorted(set(wanted) - names)
+    unexpected = sorted(names - set(wanted))
+    if missing:
+        raise CheckpointError(
+            f"checkpoint is missing {len(missing)} tensor(s) the model needs, e.g. {', '.join('model.' + m for m in missing[:5])}"
+        )
+    if unexpected:
+        raise CheckpointError(
+            f"checkpoint has {len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:5])}; "
+            "is it a LLaDA checkpoint with this config.json?"
+        )
+    staging: dict[torch.dtype, torch.Tensor] = {}  # one reusable chunk buffer per file dtype
+    for path, header, start in headers:
+        with path.open("rb", buffering=0) as f:
+            for raw_name, info in sorted(header.items(), key=lambda kv: kv[1]["data_offsets"][0]):
+                name = _canonical(raw_name)
+                shape = tuple(int(s) for s in info["shape"])
+                if shape != wanted[name]:
+                    raise CheckpointError(
+                        f"shape mismatch for tensor {raw_name!r}: the config expects {list(wanted[name])}, "
+                        f"the checkpoint has {list(shape)}"
+                    )
+                file_dtype = getattr(torch, _ST_DTYPES[info["dtype"]][0])
+                out = torch.empty(shape, dtype=dtype or file_dtype, device=device)
+                begin, end = info["data_offsets"]
+                f.seek(start + begin)
+                if out.dtype == file_dtype and device.type == "cpu":
+                    got = _read_into(f, _bytes_view(out))  # straight into the final tensor
+                else:  # convert / upload chunk by chunk: never a second full copy
+                    if file_dtype not in staging:
+                        staging[file_dtype] = torch.empty(CHUNK_BYTES // out.element_size(), dtype=file_dtype)
+                    buf, flat, got = staging[file_dtype], out.view(-1), 0
+                    for lo in range(0, flat.numel(), buf.numel()):
+                        n = min(buf.numel(), flat.numel() - lo)
+                        got += _read_into(f, _bytes_view(buf[:n]))
+                        flat[lo : lo + n].copy_(buf[:n])
+                if got != end - begin:
+                    raise CheckpointError(f"{path}: corrupt safetensors file (tensor {raw_name!r} is truncated)")
+                yield name, out
+
+
+def _bytes_view(t: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous CPU tensor."""
+    import torch
+
+    if t.numel() == 0:
+        return memoryview(bytearray())
+    raw: Any = t.view(torch.uint8).numpy()
+    return memoryview(raw).cast("B")
+
+
+def _read_into(f: Any, view: memoryview) -> int:
+    """readinto until ``view`` is full or EOF (one read() may return less, e.g. above 2 GiB)."""
+    done = 0
+    while done < len(view):
+        n = f.readinto(view[done:])
+        if not n:
+            break
+        done += n
+    return done
+
+
+def load_model(folder: Path, config: Any, dtype: torch.dtype | None, device: torch.device) -> LLaDAModel:
+    """Build the model on the meta device and assign checkpoint tensors (no extra full copy)."""
+    import torch
+
+    from llada_sdk.model import LLaDAModel
+
+    model = LLaDAModel(config, device="meta")
+    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    state = dict(iter_tensors(weight_files(folder), wanted, dtype, device))
+    dtypes = {t.dtype for t in state.values()}
+    if len(dtypes) > 1:
+        target = dtype or torch.float32
+        state = {k: v.to(target) for k, v in state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+# -- the backend -------------------------------------------------------------------------------------
 
 
 def prepack_available() -> bool:
@@ -156,7 +354,6 @@ def auto_dtype(folder: Path, device: torch.device) -> tuple[torch.dtype | None, 
     """The dtype ``dtype="auto"`` loads: the checkpoint's own, except half-precision weights on a CPU
     without native bfloat16/float16 math, which load as float32 (about 5x faster there).
     Returns the dtype (None = the checkpoint's) and a note saying why."""
-    from llada_sdk.loading import read_header, weight_files
 
     header, _ = read_header(weight_files(folder)[0])
     stored = {info["dtype"] for info in header.values()}
@@ -182,7 +379,6 @@ def load_torch_backend(
     for name, value in (("compile", compile), ("prepack", prepack)):
         if not isinstance(value, bool):
             raise TypeError(f"`{name}` must be True or False, got {value!r}")
-    from llada_sdk.loading import load_model, parse_dtype
 
     dev = pick_device(device)
     chosen = parse_dtype(dtype)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from llada_export.predictors import CachedPredictor, GreedyPredictor, LogitsPredictor, StepPredictor
 from llada_export.providers import (
@@ -320,4 +321,29 @@ def load_bundle(
     return backend, tokenizer
 
 
-PLUGIN = BackendPlugin(name="onnx", detect=is_bundle, load=load_bundle)
+class OnnxOptions(BaseModel):
+    """The onnx backend's own load options (``load_bundle``)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    providers: Any = Field(
+        None,
+        description="Execution providers to try, in order (tensorrt, cuda, cpu). "
+        "[default: tensorrt, cuda, cpu -- those the onnxruntime build has]",
+    )
+    strict: bool = Field(False, description="Fail when the first requested provider is not the one in use.")
+    threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads.")
+    device_loop: bool | None = Field(
+        None,
+        description="Keep the canvas on the device between greedy steps (the bundle's commit graph). "
+        "[default: on a GPU provider only]",
+    )
+
+
+PLUGIN = BackendPlugin(
+    name="onnx",
+    detect=is_bundle,
+    load=load_bundle,
+    options=OnnxOptions,
+    summary="onnxruntime on an exported bundle (llada export); TensorRT, CUDA or CPU, no torch",
+)
