@@ -48,7 +48,7 @@ class LLaDAConfig:
         mlp_hidden_size: inner size of the SwiGLU MLP.
         vocab_size: tokenizer vocabulary size.
         embedding_size: rows of the embedding and of the LM head (>= vocab_size).
-        max_sequence_length: longest sequence the model was trained for (RoPE is computed on the fly).
+        max_sequence_length: the context window, the longest canvas decoded (RoPE is computed on the fly).
         rope_theta: RoPE base.
         rms_norm_eps: epsilon of RMSNorm.
         mask_token_id: the diffusion ``[MASK]`` id (``<|mdm_mask|>``).
@@ -111,14 +111,16 @@ class LLaDAConfig:
     @property
     def trained_window(self) -> int | None:
         """The row length the model was trained on, when shorter than ``max_sequence_length``: the
-        ``trained_sequence_length`` key of config.json (an llada-sdk model-card field; None if absent)."""
+        ``trained_sequence_length`` key of config.json (an llada-sdk model-card field; None if absent).
+        Canvases longer than this decode (with a warning) but lose quality; chat sessions keep their
+        history within it."""
         value = self.extra.get("trained_sequence_length")
         return int(value) if isinstance(value, int) and 0 < value < self.max_sequence_length else None
 
     @property
     def context_window(self) -> int:
-        """The longest canvas worth decoding: ``trained_window`` when set, else ``max_sequence_length``."""
-        return self.trained_window or self.max_sequence_length
+        """The longest canvas the model decodes: ``max_sequence_length``; longer ones are refused."""
+        return self.max_sequence_length
 
     @property
     def head_dim(self) -> int:

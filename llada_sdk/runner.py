@@ -61,8 +61,8 @@ def check_length(backend: Backend, length: int, what: str) -> None:
     trained = backend.config.trained_window
     if trained is not None and length > trained:
         warnings.warn(
-            f"{what}: the canvas is {length} tokens, longer than the {trained}-token rows this model was trained on "
-            "(`trained_sequence_length` in config.json); expect lower quality",
+            f"{what}: the canvas is {length} tokens, over this model's trained window of {trained} tokens "
+            "(`trained_sequence_length` in config.json: the rows it was trained on); expect lower quality",
             stacklevel=3,
         )
 

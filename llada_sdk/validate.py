@@ -3,21 +3,41 @@ what is accepted and what was given."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llada_sdk.tokenizer import Message
+if TYPE_CHECKING:  # annotations only: tokenizer.py imports this module
+    from llada_sdk.tokenizer import Message
+
+# a UTF-16 surrogate code point: never valid in text; what undecodable bytes become under
+# errors="surrogateescape" (argv, os.fsdecode), and what tokenizers refuses with a bare TypeError
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 ROLES = ("system", "user", "assistant", "tool")
 """Message roles the text API accepts."""
 
 
+def check_unicode(value: str, name: str) -> str:
+    """``value`` unless it holds a lone surrogate (text decoded with ``errors="surrogateescape"``
+    from bytes that are not UTF-8); ValueError naming ``name``, the character and its index."""
+    bad = _SURROGATE.search(value)
+    if bad is not None:
+        raise ValueError(
+            f"{name} is not valid Unicode text: lone surrogate {bad.group()!r} at index {bad.start()} "
+            "(decode bytes with errors='replace' first)"
+        )
+    return value
+
+
 def check_text(value: Any, name: str, *, allow_empty: bool = True) -> str:
-    """``value`` if it is a string; TypeError naming ``name`` otherwise (bytes: decode them first)."""
+    """``value`` if it is a string of valid Unicode; TypeError naming ``name`` otherwise (bytes: decode
+    them first), ValueError for a lone surrogate."""
     if isinstance(value, (bytes, bytearray)):
         raise TypeError(f"`{name}` must be text (str), got bytes: decode it first, e.g. value.decode('utf-8')")
     if not isinstance(value, str):
         raise TypeError(f"`{name}` must be a string, got {type(value).__name__}: {value!r:.80}")
+    check_unicode(value, f"`{name}`")
     if not allow_empty and not value.strip():
         raise ValueError(f"`{name}` must not be empty")
     return value
@@ -39,6 +59,7 @@ def check_messages(messages: Any, name: str = "messages") -> list[Message]:
             raise ValueError(f"`{name}[{i}]['role']` must be one of {', '.join(ROLES)}, got {m.get('role')!r}")
         if not isinstance(m.get("content"), str):
             raise TypeError(f"`{name}[{i}]['content']` must be a string, got {type(m.get('content')).__name__}")
+        check_unicode(m["content"], f"`{name}[{i}]['content']`")
         out.append(m)
     return out
 

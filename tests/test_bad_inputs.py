@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from llada_cli.common import MAX_INPUT_BYTES
 from llada_cli.main import cli
 from llada_sdk import LLaDA
 from llada_sdk.errors import CheckpointError, ConfigError, ModelNotFoundError
@@ -110,6 +111,29 @@ API_CASES: list[tuple[str, Callable[[Any], Any], type[BaseException], tuple[str,
     ("choose-string", lambda m: m.choose("a", "bc"), TypeError, ("`choices`", "str")),
     ("choose-empty", lambda m: m.choose("a", []), ValueError, ("`choices`",)),
     ("choose-item", lambda m: m.choose("a", [" b", 3]), TypeError, ("`choices[1]`", "int")),
+    # text that is not Unicode (undecodable bytes decoded with errors="surrogateescape")
+    ("complete-surrogate", lambda m: m.complete("abc\udcff"), ValueError, ("`prefix`", "lone surrogate", "index 3")),
+    ("suffix-surrogate", lambda m: m.complete("a", "\udcff"), ValueError, ("`suffix`", "lone surrogate")),
+    ("infill-surrogate", lambda m: m.infill("\udcff [MASK]"), ValueError, ("`text`", "lone surrogate")),
+    (
+        "chat-surrogate",
+        lambda m: m.chat([{"role": "user", "content": "\ud800"}]),
+        ValueError,
+        ("`messages[0]['content']`", "lone surrogate"),
+    ),
+    ("session-send-surrogate", lambda m: m.session().send("\udcff"), ValueError, ("`text`", "lone surrogate")),
+    ("session-system-surrogate", lambda m: m.session(system="\udcff"), ValueError, ("`system`", "lone surrogate")),
+    ("choose-surrogate", lambda m: m.choose("\udcff", [" a"]), ValueError, ("`prompt`", "lone surrogate")),
+    ("score-surrogate", lambda m: m.score("a", " \udcff"), ValueError, ("lone surrogate", "index 1")),
+    # far more text than the context window holds: refused before it is tokenized whole
+    ("complete-10mb", lambda m: m.complete("Zapur " * 2_000_000), ValueError, ("12,000,000 characters", "384")),
+    (
+        "chat-10mb",
+        lambda m: m.chat([{"role": "user", "content": "Zapur " * 2_000_000}]),
+        ValueError,
+        ("`messages`", "context window", "384"),
+    ),
+    ("session-10mb", lambda m: m.session().send("Zapur " * 2_000_000), ValueError, ("`text`", "context window", "384")),
 ]
 
 
@@ -290,6 +314,16 @@ CLI_CASES: list[tuple[str, list[str], str | bytes | None, int, tuple[str, ...]]]
     ("threshold", ["infill", "x [MASK]", "--threshold", "2"], None, 2, ("--threshold",)),
     ("seed", ["infill", "x [MASK]", "--seed", "-3"], None, 2, ("--seed",)),
     ("no-command", ["frobnicate"], None, 2, ("frobnicate",)),
+    # argv bytes that are not UTF-8 reach click as lone surrogates
+    ("complete-bad-utf8-arg", ["complete", "abc\udcff\udcfe"], None, 2, ("TEXT", "not valid UTF-8", "0xff")),
+    ("suffix-bad-utf8", ["complete", "--suffix", "\udcff"], None, 2, ("--suffix", "UTF-8")),
+    ("system-bad-utf8", ["chat", "--system", "\udcff", "hi"], None, 2, ("--system", "UTF-8")),
+    ("stop-bad-utf8", ["complete", "x", "--stop", "\udcff"], None, 2, ("--stop", "UTF-8")),
+    ("choice-bad-utf8", ["score", "a", "-c", "\udcff"], None, 2, ("--choice", "UTF-8")),
+    # inputs over the 1 MiB limit: stdin and arguments are refused, not read whole
+    ("stdin-over-limit", ["chat"], b"x" * (MAX_INPUT_BYTES + 1), 2, ("MESSAGE", "stdin", str(MAX_INPUT_BYTES))),
+    ("arg-over-limit", ["infill", "x" * (MAX_INPUT_BYTES + 1)], None, 2, ("TEXT", str(MAX_INPUT_BYTES))),
+    ("chat-max-tokens-window", ["chat", "--max-tokens", "1024", "hi"], None, 2, ("`max_tokens` (1024)", "384")),
 ]
 
 
@@ -307,6 +341,8 @@ CHAT_FILES: list[tuple[str, str, tuple[str, ...]]] = [
     ("bad-role", '[{"role": "robot", "content": "hi"}]', ("--load", "robot")),
     ("content-int", '[{"role": "user", "content": 5}]', ("--load", "content")),
     ("not-utf8", b"\xff\xfe[]".decode("latin-1"), ("--load",)),
+    ("surrogate", '[{"role": "user", "content": "\\udcff"}]', ("--load", "message 0", "UTF-8")),
+    ("over-limit", "[" + " " * MAX_INPUT_BYTES + "]", ("--load", str(MAX_INPUT_BYTES))),
 ]
 
 

@@ -61,7 +61,7 @@ def test_a_history_that_outgrows_the_window_drops_the_oldest_turns(bundled: Any)
     s = bundled.session(system="Be brief.")
     for _ in range(12):
         s.send("Where does Zapur live?", max_tokens=16, block_length=8)
-    assert bundled.config.context_window == 192  # the bundled model's trained rows (config.json)
+    assert bundled.config.trained_window == 192  # the bundled model's trained rows (config.json)
     assert s.dropped, "twelve turns of ~30 tokens must outgrow 192 - 16 tokens"
     assert s.messages[0] == {"role": "system", "content": "Be brief."}
     n = len(s.dropped)
@@ -69,12 +69,14 @@ def test_a_history_that_outgrows_the_window_drops_the_oldest_turns(bundled: Any)
     # the mechanics, not the answer: the bundled model was trained on one- and two-turn chats, and with
     # four or more turns in its window its answers drift (README, "The bundled model")
     assert res.text and len(s.dropped) >= n + 2  # one more turn (a question and its answer) dropped
-    assert res.prompt_tokens + 16 <= bundled.config.context_window
+    assert res.prompt_tokens + 16 <= bundled.config.trained_window
 
 
 def test_a_message_too_long_for_the_window_is_refused(bundled: Any) -> None:
-    with pytest.raises(ValueError, match="does not fit this model's context window of 192"):
-        bundled.session().send("Zapur " * 400)
+    s = bundled.session(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
+    with pytest.raises(ValueError, match=r"`max_tokens` \(16\) does not fit this model's context window of 384 tokens"):
+        s.send("Zapur " * 400, max_tokens=16, block_length=8)
+    assert len(s.messages) == 2 and not s.dropped  # a refused message leaves the conversation as it was
 
 
 def test_the_view_says_when_it_cannot_run() -> None:
@@ -116,11 +118,11 @@ def test_the_trained_window_is_read_from_the_model_card(tmp_path: Path) -> None:
     config["trained_sequence_length"] = 96
     (folder / "config.json").write_text(json.dumps(config))
     llm = LLaDA.from_pretrained(folder, device="cpu")
-    assert (llm.config.trained_window, llm.config.context_window) == (96, 96)
+    assert (llm.config.trained_window, llm.config.context_window) == (96, 384)
     s = llm.session()
     results = [s.send("Where does Zapur live?", max_tokens=16, block_length=8) for _ in range(4)]
     assert s.dropped and all(r.prompt_tokens + 16 <= 96 for r in results)  # the session keeps to the trained window
-    assert "trained on" in CliRunner().invoke(cli, ["info", "-m", str(folder)]).output
+    assert "trained window  96 tokens" in CliRunner().invoke(cli, ["info", "-m", str(folder)]).output
 
 
 @pytest.mark.slow

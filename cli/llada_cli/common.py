@@ -145,19 +145,120 @@ def stdin_is_terminal() -> bool:
     return sys.stdin is None or sys.stdin.isatty()
 
 
-def text_or_stdin(value: str | None, name: str) -> str:
-    """The argument ``value``; when absent (or ``-``), all of stdin if it is not a terminal."""
-    if value is not None and value != "-":
+MAX_INPUT_BYTES = 1 << 20
+"""The most bytes taken from one input -- stdin, an argument, a --load or --schema file, a --jsonl line:
+1 MiB. A prompt that fits a LLaDA context window is far smaller (LLaDA-8B: 4096 tokens, some 16 KiB of
+English; even at 64 bytes a token, 256 KiB), and 1 MiB is read, decoded and refused in milliseconds.
+Inputs are read up to one byte past it, never whole."""
+
+_LIMIT = f"the {MAX_INPUT_BYTES}-byte (1 MiB) input limit"
+
+
+def not_utf8(value: str) -> str | None:
+    """Why ``value`` (from argv or an undecodable stream) is not UTF-8 text, or None. Python hands
+    undecodable bytes of argv to click as lone surrogates (``errors="surrogateescape"``)."""
+    for i, ch in enumerate(value):
+        if "\ud800" <= ch <= "\udfff":
+            byte = f"byte 0x{ord(ch) - 0xDC00:02x}" if "\udc80" <= ch <= "\udcff" else f"lone surrogate {ch!r}"
+            return f"not valid UTF-8 ({byte} at character {i}); convert it first, e.g. with iconv -t UTF-8"
+    return None
+
+
+def bad_argument(value: str) -> str | None:
+    """Why ``value``, given as an argument or option, is refused: not UTF-8, or over ``MAX_INPUT_BYTES``."""
+    why = not_utf8(value)
+    if why is None and len(value.encode("utf-8")) > MAX_INPUT_BYTES:
+        why = f"it is {len(value.encode('utf-8'))} bytes, over {_LIMIT}"
+    return why
+
+
+class Text(click.types.StringParamType):
+    """Text of an argument or option: UTF-8 within ``MAX_INPUT_BYTES`` (one-line usage error otherwise)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        value = super().convert(value, param, ctx)
+        why = bad_argument(value) if isinstance(value, str) else None
+        if why is not None:
+            self.fail(why, param, ctx)
+        return value
+
+
+TEXT = Text()
+
+
+def read_limited(stream: Any, what: str) -> bytes:
+    """At most ``MAX_INPUT_BYTES`` of a binary ``stream``; ValueError naming ``what`` past it."""
+    data = stream.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise ValueError(f"{what} is over {_LIMIT}; stopped reading there")
+    return bytes(data)
+
+
+def read_text_file(path: str | Path, what: str | None = None) -> str:
+    """A UTF-8 file of at most ``MAX_INPUT_BYTES`` (``/dev/zero`` included: read up to the limit only).
+    OSError when it cannot be read; ValueError naming it when too big or not UTF-8."""
+    what = what or str(path)
+    with open(path, "rb") as f:
+        data = read_limited(f, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{what}: not valid UTF-8 (byte {exc.start}: {exc.reason})") from exc
+
+
+def read_history(path: str | Path) -> list[dict[str, str]]:
+    """The messages of a JSON file (``--load``, ``/load``), read up to ``MAX_INPUT_BYTES`` only.
+    OSError when it cannot be read; ValueError naming the file otherwise."""
+    from llada_cli.messages import parse_messages
+
+    messages = parse_messages(read_text_file(path), str(path))
+    for i, m in enumerate(messages):
+        why = not_utf8(m["content"])  # JSON's \u escapes can spell lone surrogates
+        if why is not None:
+            raise ValueError(f"{path}: message {i} content is {why}")
+    return messages
+
+
+def stdin_lines(name: str) -> Iterator[tuple[int, str]]:
+    """``(number, line)`` of stdin, each line at most ``MAX_INPUT_BYTES`` and UTF-8 (UsageError otherwise)."""
+    stream = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+    number = 0
+    while True:
+        number += 1
+        raw = stream.readline(MAX_INPUT_BYTES + 1) if stream is not None else sys.stdin.readline().encode("utf-8")
+        if not raw:
+            return
+        if len(raw) > MAX_INPUT_BYTES:
+            raise click.UsageError(f"Invalid value for '{name}': stdin line {number} is over {_LIMIT}")
         try:
-            value.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise click.UsageError(f"Invalid value for '{name}': not valid UTF-8 text ({exc.reason})") from exc
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise click.UsageError(
+                f"Invalid value for '{name}': stdin line {number} is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+            ) from exc
+
+
+def text_or_stdin(value: str | None, name: str) -> str:
+    """The argument ``value``; when absent (or ``-``), stdin if it is not a terminal (up to
+    ``MAX_INPUT_BYTES``: a longer input is refused, not read whole)."""
+    if value is not None and value != "-":
+        why = bad_argument(value)
+        if why is not None:
+            raise click.UsageError(f"Invalid value for '{name}': {why}")
         if not value.strip():
             raise click.UsageError(f"Invalid value for '{name}': it is empty")
         return value
     if stdin_is_terminal():
         raise click.UsageError(f"Missing argument '{name}' (give it, or pipe it on stdin)")
-    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+    if hasattr(sys.stdin, "buffer"):
+        try:
+            raw = read_limited(sys.stdin.buffer, "stdin")
+        except ValueError as exc:
+            raise click.UsageError(f"Invalid value for '{name}': {exc}") from exc
+    else:
+        raw = sys.stdin.read(MAX_INPUT_BYTES + 1).encode("utf-8")
+        if len(raw) > MAX_INPUT_BYTES:
+            raise click.UsageError(f"Invalid value for '{name}': stdin is over {_LIMIT}")
     try:
         text = raw.decode("utf-8").rstrip("\n")
     except UnicodeDecodeError as exc:

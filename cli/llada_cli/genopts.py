@@ -20,6 +20,7 @@ import click
 from click.core import ParameterSource
 from pydantic import BaseModel, ValidationError
 
+from llada_cli.common import TEXT, bad_argument
 from llada_sdk.options import GenerationOptions, format_validation_error
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -122,7 +123,7 @@ def _spec(name: str, model: type[BaseModel] = GenerationOptions) -> FieldSpec:
     if base is bool:
         return FieldSpec(name, click.BOOL, default, help_text, is_flag=True)
     if typing.get_origin(base) is list:
-        return FieldSpec(name, click.STRING, default, help_text + " Repeatable.", multiple=True, metavar="TEXT")
+        return FieldSpec(name, TEXT, default, help_text + " Repeatable.", multiple=True, metavar="TEXT")
     bounds = _bounds(field.metadata)
     if base is int:
         ptype: AnyParamType = NullableIntRange(**bounds) if nullable else click.IntRange(**bounds)
@@ -161,8 +162,13 @@ def convert_value(name: str, raw: str, ctx: click.Context | None = None) -> Any:
                 raise click.BadParameter(f"not a JSON list of strings ({exc.msg})", ctx) from exc
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise click.BadParameter("expected a JSON list of strings", ctx)
-            return value
-        return [raw]
+        else:
+            value = [raw]
+        for item in value:
+            why = bad_argument(item)
+            if why is not None:
+                raise click.BadParameter(why, ctx)
+        return value
     return spec.type.convert(raw, None, ctx)
 
 

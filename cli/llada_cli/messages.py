@@ -34,11 +34,6 @@ def parse_messages(text: str, where: str) -> list[dict[str, str]]:
     return check_messages(value, where)
 
 
-def load_messages(path: str | Path) -> list[dict[str, str]]:
-    """Read a message list from a JSON file (``OSError`` when it cannot be read)."""
-    return parse_messages(Path(path).read_text(encoding="utf-8"), str(path))
-
-
 def save_messages(path: str | Path, messages: list[dict[str, str]]) -> None:
     """Write ``messages`` as indented JSON."""
     Path(path).write_text(json.dumps(messages, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")

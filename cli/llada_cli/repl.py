@@ -7,9 +7,9 @@ from typing import Any
 
 import click
 
-from llada_cli.common import emit_json, result_dict
+from llada_cli.common import emit_json, read_history, result_dict
 from llada_cli.genopts import normalize_key, set_options
-from llada_cli.messages import load_messages, save_messages
+from llada_cli.messages import save_messages
 from llada_cli.view import present
 
 PROMPT = ">>> "
@@ -106,7 +106,7 @@ class ChatRepl:
             return
         if len(self.session.dropped) > dropped:
             n = len(self.session.dropped) - dropped
-            self.say(f"(the conversation outgrew the model's window: dropped the {n} oldest message(s))")
+            self.say(f"(the conversation outgrew {self.window()}: dropped the {n} oldest message(s))")
         if self.as_json:
             emit_json(result_dict(result))
         elif result.text:
@@ -115,6 +115,13 @@ class ChatRepl:
             self.say(f"(empty answer: the model ended its turn at once; finish_reason {result.finish_reason})")
 
     # -- slash commands ----------------------------------------------------------------------------
+
+    def window(self) -> str:
+        """The window the history is kept in, in words."""
+        keep, limit = self.session.windows()
+        return (
+            f"the model's {keep}-token trained window" if keep < limit else f"the model's {limit}-token context window"
+        )
 
     def system_prompt(self) -> str | None:
         return next((m["content"] for m in self.session.messages if m.get("role") == "system"), None)
@@ -147,7 +154,11 @@ class ChatRepl:
         if not arg:
             self.say(self.system_prompt() or "(no system prompt)")
             return
-        self.session.reset(system=arg, messages=self.session.messages)
+        try:
+            self.session.reset(system=arg, messages=self.session.messages)
+        except ValueError as exc:
+            self.fail(str(exc))
+            return
         self.say("system prompt set")
 
     def _save(self, arg: str) -> None:
@@ -166,7 +177,7 @@ class ChatRepl:
             self.fail("usage: /load FILE")
             return
         try:
-            messages = load_messages(arg)
+            messages = read_history(arg)
         except OSError as exc:
             self.fail(f"cannot read {arg}: {exc.strerror}")
             return
@@ -194,11 +205,21 @@ class ChatRepl:
                 return
             words = [words[0], " ".join(words[1:])]  # /set stop some text with spaces
         pairs = list(zip(words[::2], words[1::2]))
+        from llada_sdk.errors import LLaDAError
+
         try:
-            self.session.options = set_options(self.session.options, pairs)
-        except ValueError as exc:
+            options = set_options(self.session.options, pairs)
+            used = self.session.check_max_tokens(options.max_tokens)  # the context window, checked now
+        except (ValueError, LLaDAError) as exc:
             self.fail(f"{exc}; nothing was changed")
             return
+        self.session.options = options
         for key, _ in pairs:
             name = normalize_key(key)
             self.say(f"{name} = {getattr(self.session.options, name)!r}")
+        keep, limit = self.session.windows()
+        if keep < limit and used + options.max_tokens > keep:
+            self.say(
+                f"note: with max_tokens {options.max_tokens} a message no longer fits the model's {keep}-token "
+                "trained window: it is sent without the history, and answers lose quality"
+            )

@@ -318,6 +318,7 @@ def load_bundle(
     backend = OnnxBackend(folder, sidecar, parsed, strict=strict, threads=threads, device_loop=device_loop)
     if tokenizer is not None:
         _check_tokenizer(folder, tokenizer, backend.config)
+        tokenizer.context_window = backend.config.max_sequence_length  # bounds what is tokenized
     return backend, tokenizer
 
 

@@ -2,32 +2,34 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from llada_cli.common import (
+    TEXT,
     emit_json,
     emit_result,
     json_option,
     load_model,
     model_options,
+    read_history,
     result_dict,
     stdin_is_terminal,
+    stdin_lines,
     text_or_stdin,
     view_option,
     wants_view,
 )
 from llada_cli.genopts import generation_options, resolve_options
-from llada_cli.messages import load_messages, parse_messages
+from llada_cli.messages import parse_messages
 from llada_sdk.loading import BUNDLED_MODEL
 
 
 @click.command(short_help="Chat: a multi-turn REPL, or one answer to stdin.")
-@click.argument("message", required=False)
-@click.option("--system", default=None, help="System prompt.")
+@click.argument("message", required=False, type=TEXT)
+@click.option("--system", default=None, type=TEXT, help="System prompt.")
 @click.option(
     "--load",
     "load_path",
@@ -109,7 +111,7 @@ def _history(ctx: click.Context, path: Path | None) -> list[dict[str, str]] | No
     if path is None:
         return None
     try:
-        return load_messages(path)
+        return read_history(path)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {str(path)!r}: {exc.strerror}", ctx, param_hint="'--load'") from exc
     except ValueError as exc:
@@ -118,7 +120,7 @@ def _history(ctx: click.Context, path: Path | None) -> list[dict[str, str]] | No
 
 def _answer_lines(ctx: click.Context, llm: Any, options: Any, system: str | None) -> None:
     """``--jsonl``: one conversation per stdin line, one JSON answer per output line."""
-    for number, line in enumerate(sys.stdin, start=1):
+    for number, line in stdin_lines("--jsonl"):
         if not line.strip():
             continue
         try:

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from llada_cli.common import (
+    TEXT,
     emit_result,
     json_option,
     load_model,
@@ -37,9 +38,9 @@ class SpanLength(AnyParamType):
 
 
 @click.command(short_help="Write text after a prefix, before a suffix, or between.")
-@click.argument("text", required=False)
-@click.option("--prefix", default=None, help="Text before the new text (same as TEXT).")
-@click.option("--suffix", default=None, help="Text after the new text: write what comes before it.")
+@click.argument("text", required=False, type=TEXT)
+@click.option("--prefix", default=None, type=TEXT, help="Text before the new text (same as TEXT).")
+@click.option("--suffix", default=None, type=TEXT, help="Text after the new text: write what comes before it.")
 @click.option(
     "--length",
     type=SpanLength(),

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from llada_cli.common import emit_json, json_option, load_model, model_options, text_or_stdin
+from llada_cli.common import TEXT, emit_json, json_option, load_model, model_options, text_or_stdin
 from llada_cli.genopts import generation_options, resolve_options
 from llada_sdk.options import REFERENCE_PRESET
 
@@ -32,7 +32,7 @@ def parse_ids(text: str) -> list[int]:
 
 
 @click.command(short_help="The reference generate() call on text or token ids.")
-@click.argument("text", required=False)
+@click.argument("text", required=False, type=TEXT)
 @click.option("--ids", "as_ids", is_flag=True, help='TEXT is token ids ("0 38 271", "0,38" or a JSON list).')
 @click.option("--chat", "as_chat", is_flag=True, help="Wrap TEXT in the chat template as one user message.")
 @model_options

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from llada_cli.common import (
+    TEXT,
     emit_result,
     json_option,
     load_model,
@@ -17,7 +18,7 @@ from llada_cli.genopts import generation_options, resolve_options
 
 
 @click.command(short_help="Fill the [MASK] spans of a text.")
-@click.argument("text", required=False)
+@click.argument("text", required=False, type=TEXT)
 @model_options
 @generation_options()
 @view_option
@@ -83,13 +84,15 @@ def _fill_schema(
 ) -> None:
     """``--schema``: fill the JSON schema of ``schema_file`` from TEXT (``llada_sdk.structured``)."""
     import json
-    from pathlib import Path
 
+    from llada_cli.common import read_text_file
     from llada_sdk.structured import fill_schema_result, skeleton
 
     try:
-        schema = json.loads(Path(schema_file).read_text(encoding="utf-8"))
+        schema = json.loads(read_text_file(schema_file))
         skeleton(schema)  # checked before the model loads
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {schema_file!r}: {exc.strerror}", ctx, param_hint="'--schema'") from exc
     except (json.JSONDecodeError, ValueError, TypeError) as exc:
         raise click.BadParameter(str(exc), ctx, param_hint="'--schema'") from exc
     llm = load_model(model, device, dtype)

@@ -43,12 +43,19 @@ def info(model: str | None, device: str | None, dtype: str, as_json: bool) -> No
             f"({cfg['n_kv_heads']} kv), mlp {cfg['mlp_hidden_size']}",
         ),
         ("vocabulary", f"{cfg['vocab_size']} (embedding rows {cfg['embedding_size']})"),
-        ("max length", f"{cfg['max_sequence_length']} (rope theta {cfg['rope_theta']:g})"),
+        ("context window", f"{facts['context_window']} tokens (max_sequence_length: longer canvases are refused)"),
         *(
-            [("trained on", f"rows of {facts['trained_window']} tokens (longer canvases lose quality)")]
+            [
+                (
+                    "trained window",
+                    f"{facts['trained_window']} tokens (trained_sequence_length: longer canvases lose quality; "
+                    "chat keeps its history within it)",
+                )
+            ]
             if facts["trained_window"]
             else []
         ),
+        ("rope theta", f"{cfg['rope_theta']:g}"),
         ("special ids", special),
         ("tokenizer", "yes" + (", chat template" if facts["chat_template"] else "") if facts["tokenizer"] else "no"),
     ]
@@ -71,6 +78,7 @@ def describe(llm: Any, name: str) -> dict[str, Any]:
         "dtype": backend.get("dtype"),
         "dtype_note": backend.get("dtype_note"),
         "device": str(backend.get("device", llm.device)),
+        "context_window": c.context_window,
         "trained_window": c.trained_window,
         "special_ids": {
             "mask": c.mask_token_id,

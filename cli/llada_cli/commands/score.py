@@ -7,19 +7,20 @@ from contextlib import contextmanager
 
 import click
 
-from llada_cli.common import emit_json, json_option, load_model, model_options, text_or_stdin
+from llada_cli.common import TEXT, emit_json, json_option, load_model, model_options, text_or_stdin
 from llada_cli.genopts import generation_options, resolve_model
 from llada_sdk.options import ScoreOptions
 
 
 @click.command(short_help="Log-likelihood of a continuation, or multiple choice.")
-@click.argument("prompt")
-@click.argument("continuation", required=False)
+@click.argument("prompt", type=TEXT)
+@click.argument("continuation", required=False, type=TEXT)
 @click.option(
     "-c",
     "--choice",
     "choices",
     multiple=True,
+    type=TEXT,
     metavar="TEXT",
     help="A choice to score after PROMPT (repeat it); prints every score and the best.",
 )
