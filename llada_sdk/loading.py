@@ -4,14 +4,13 @@ remote code), read its config and tokenizer, and hand it to the backend that loa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llada_sdk.errors import ConfigError, ModelNotFoundError
+from llada_sdk.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     from llada_sdk.backend import BackendPlugin
@@ -85,35 +84,6 @@ def resolve(path_or_repo_id: str | os.PathLike[str] | None, revision: str | None
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise ModelNotFoundError(f"model {text!r}: Hub download failed ({exc})") from exc
     return ModelSource("hub", Path(folder), repo_id=text, revision=revision)
-
-
-def read_checkpoint(
-    folder: Path, mask_token_id: int | None, eos_token_id: int | None, eot_token_id: int | None
-) -> tuple[LLaDAConfig, Tokenizer | None]:
-    """config.json and the tokenizer files of an official-format checkpoint (ids filled in)."""
-    from llada_sdk.config import LLaDAConfig
-    from llada_sdk.tokenizer import Tokenizer
-
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ConfigError(f"no config.json in {folder}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a JSON object")
-    tokenizer = Tokenizer.from_dir(folder) if (folder / "tokenizer.json").is_file() else None
-    if tokenizer is not None:
-        raw.setdefault("mask_token_id", tokenizer.special.mask)
-        raw.setdefault("eos_token_id", tokenizer.special.eos)
-    for key, value in (("mask_token_id", mask_token_id), ("eos_token_id", eos_token_id)):
-        if value is not None:
-            raw[key] = value
-    config = LLaDAConfig.from_hf_dict(raw)
-    config.eot_token_id = eot_token_id if eot_token_id is not None else (tokenizer.special.eot if tokenizer else None)
-    config.bos_token_id = tokenizer.special.bos if tokenizer else None
-    return config, tokenizer
 
 
 def override_ids(config: LLaDAConfig, mask: int | None, eos: int | None, eot: int | None) -> None:

@@ -3,12 +3,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from llada_sdk.backend import BackendPlugin
+from llada_sdk.errors import ConfigError
+
+if TYPE_CHECKING:
+    from llada_sdk.config import LLaDAConfig
+    from llada_sdk.tokenizer import Tokenizer
 
 
 class TorchOptions(BaseModel):
@@ -28,6 +34,35 @@ class TorchOptions(BaseModel):
     )
 
 
+def read_checkpoint(
+    folder: Path, mask_token_id: int | None, eos_token_id: int | None, eot_token_id: int | None
+) -> tuple[LLaDAConfig, Tokenizer | None]:
+    """config.json and the tokenizer files of an official-format checkpoint (ids filled in)."""
+    from llada_sdk.config import LLaDAConfig
+    from llada_sdk.tokenizer import Tokenizer
+
+    path = folder / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"no config.json in {folder}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a JSON object")
+    tokenizer = Tokenizer.from_dir(folder) if (folder / "tokenizer.json").is_file() else None
+    if tokenizer is not None:
+        raw.setdefault("mask_token_id", tokenizer.special.mask)
+        raw.setdefault("eos_token_id", tokenizer.special.eos)
+    for key, value in (("mask_token_id", mask_token_id), ("eos_token_id", eos_token_id)):
+        if value is not None:
+            raw[key] = value
+    config = LLaDAConfig.from_hf_dict(raw)
+    config.eot_token_id = eot_token_id if eot_token_id is not None else (tokenizer.special.eot if tokenizer else None)
+    config.bos_token_id = tokenizer.special.bos if tokenizer else None
+    return config, tokenizer
+
+
 def _detect(folder: Path) -> bool:
     return (folder / "config.json").is_file()
 
@@ -38,7 +73,6 @@ def _load(
     from llada_sdk import _deps
 
     _deps.require_torch()
-    from llada_sdk.loading import read_checkpoint
     from llada_sdk.torch_backend import load_torch_backend
 
     ids = ids or {}

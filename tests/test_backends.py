@@ -94,7 +94,8 @@ sys.meta_path.insert(0, Block())
 import numpy as np
 from llada_sdk import LLaDA, TextEvent
 from llada_sdk.arrays import NUMPY
-from llada_sdk.loading import BUNDLED_DIR, read_checkpoint
+from llada_sdk.loading import BUNDLED_DIR
+from llada_sdk.torch_plugin import read_checkpoint
 config, tok = read_checkpoint(BUNDLED_DIR, None, None, None)
 rng = np.random.default_rng(0)
 W = rng.standard_normal((config.embedding_size, config.embedding_size)).astype(np.float32)
