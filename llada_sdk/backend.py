@@ -93,6 +93,14 @@ class Backend(Protocol):
         ...
 
 
+class BackendOptionError(ValueError):
+    """A bad value of a backend option; ``option`` names it (the CLI maps it to its flag)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
+
+
 @dataclass(frozen=True)
 class BackendPlugin:
     """A backend: ``detect(folder)`` says whether the folder is this backend's format;
@@ -117,7 +125,7 @@ class BackendPlugin:
         fields = list(self.options.model_fields) if self.options is not None else []
         unknown = sorted(set(values) - set(fields))
         if unknown:
-            takes = " and ".join(f"`{f}`" for f in fields) if fields else "no options"
+            takes = ", ".join(f"`{f}`" for f in fields) if fields else "no options"
             raise TypeError(f"unexpected keyword arguments for the {self.name} backend: {unknown} (it takes {takes})")
         if self.options is None:
             return {}
@@ -128,8 +136,10 @@ class BackendPlugin:
             where = ".".join(str(p) for p in err["loc"])
             if err["type"] == "bool_type":
                 raise TypeError(f"`{where}` must be True or False, got {err.get('input')!r}") from exc
-            error = TypeError if err["type"].endswith("_type") else ValueError
-            raise error(f"`{where}` ({self.name} backend): {err['msg']}, got {err.get('input')!r}") from exc
+            message = f"`{where}` ({self.name} backend): {err['msg']}, got {err.get('input')!r}"
+            if err["type"].endswith("_type"):
+                raise TypeError(message) from exc
+            raise BackendOptionError(message, where) from exc
 
 
 _REGISTERED: dict[str, BackendPlugin] = {}

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from llada_sdk.arrays import Array, torch_ops
-from llada_sdk.backend import MaskPredictor
+from llada_sdk.backend import BackendOptionError, MaskPredictor
 from llada_sdk.errors import CheckpointError
 
 if TYPE_CHECKING:
@@ -246,12 +246,13 @@ def prepack_linears(model: LLaDAModel) -> int:
     """Replace every linear of ``model`` (float32, on the CPU) by a ``PackedLinear``, in place; returns
     how many. The original weights are released (the model is then for inference only)."""
     if model.device.type != "cpu" or model.dtype != torch.float32:
-        raise ValueError(
+        raise BackendOptionError(
             f"`prepack` needs a float32 model on the CPU, got {str(model.dtype).removeprefix('torch.')} on "
-            f"{model.device}; load with device='cpu', dtype='float32' or leave `prepack` off"
+            f"{model.device}; load with device='cpu', dtype='float32' or leave `prepack` off",
+            "prepack",
         )
     if not prepack_available():
-        raise ValueError("`prepack` needs a torch build with oneDNN (mkldnn); this one has none")
+        raise BackendOptionError("`prepack` needs a torch build with oneDNN (mkldnn); this one has none", "prepack")
     count = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):

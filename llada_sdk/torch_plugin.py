@@ -32,6 +32,11 @@ class TorchOptions(BaseModel):
         description="On a CPU, float32: reorder the linear weights for oneDNN once at load (faster decoding steps, "
         "most with a KV cache).",
     )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="Compute threads (torch: torch.set_num_threads, for the whole process; onnx: per session).",
+    )
 
 
 def read_checkpoint(
@@ -75,6 +80,11 @@ def _load(
     _deps.require_torch()
     from llada_sdk.torch_backend import load_torch_backend
 
+    threads = options.pop("threads", None)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     ids = ids or {}
     config, tokenizer = read_checkpoint(
         folder, ids.get("mask_token_id"), ids.get("eos_token_id"), ids.get("eot_token_id")

@@ -136,3 +136,43 @@ def test_the_text_api_runs_where_torch_cannot_be_imported() -> None:
     proc = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "7"]
+
+
+def test_a_backend_plugin_brings_its_options_to_the_cli_without_cli_edits(monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+    from click.testing import CliRunner
+    from pydantic import BaseModel, Field
+
+    from llada_cli.common import load_model, model_options
+    from llada_sdk import backend as seam
+    from llada_sdk.torch_plugin import PLUGIN as TORCH
+
+    class FakeOptions(BaseModel):
+        turbo: bool = Field(False, description="Go faster.")
+        lanes: int | None = Field(None, ge=1, description="Lanes to use.")
+
+    seen: dict[str, Any] = {}
+
+    def load(folder: Any, *, device: Any = None, dtype: Any = None, ids: Any = None, **options: Any) -> Any:
+        seen.update(options)
+        return TORCH.load(folder, device=device, dtype=dtype, ids=ids)
+
+    fake = seam.BackendPlugin("fake", detect=lambda folder: False, load=load, options=FakeOptions, summary="a test")
+    monkeypatch.setitem(seam._REGISTERED, "fake", fake)
+
+    @click.command()
+    @model_options
+    def cmd(model: str | None, device: str | None, dtype: str) -> None:
+        click.echo(load_model(model, device, dtype).backend.name)
+
+    help_text = CliRunner().invoke(cmd, ["--help"]).output
+    flat = " ".join(help_text.split())
+    assert "[auto|torch|onnx|fake]" in flat.replace(" ", "") and "fake: a test" in flat
+    assert "--turbo" in help_text and "--lanes N" in help_text and "fake backend: go faster." in help_text
+    ok = CliRunner().invoke(cmd, ["--backend", "fake", "--turbo", "--lanes", "2"])
+    assert ok.exit_code == 0, ok.output
+    assert seen == {"turbo": True, "lanes": 2}
+    wrong = CliRunner().invoke(cmd, ["--turbo"])
+    assert wrong.exit_code == 2 and "--turbo applies to the fake backend (this model loads with torch)" in wrong.output
+    bad = CliRunner().invoke(cmd, ["--backend", "fake", "--lanes", "0"])
+    assert bad.exit_code == 2 and "--lanes" in bad.output

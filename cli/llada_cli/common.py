@@ -39,7 +39,7 @@ def _check_model(ctx: click.Context, param: click.Parameter, value: str | None) 
     return value
 
 
-_BACKEND = "llada.backend"  # ctx.meta: {"backend": ..., "providers": [...]} from --backend / --provider
+_BACKEND = "llada.backend"  # ctx.meta: {"backend": NAME, "options": {field: value}} from --backend and its flags
 
 
 def _store_backend(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
@@ -47,45 +47,74 @@ def _store_backend(ctx: click.Context, param: click.Parameter, value: Any) -> An
     return value
 
 
+def _store_backend_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    assert param.name is not None
+    if ctx.get_parameter_source(param.name) not in (None, click.core.ParameterSource.DEFAULT):
+        ctx.meta.setdefault(_BACKEND, {}).setdefault("options", {})[param.name] = (
+            list(value) if isinstance(value, tuple) else value
+        )
+    return value
+
+
+def backend_flags() -> dict[str, tuple[str, list[str], Any]]:
+    """``{option field: (flag, backends that take it, pydantic field)}`` over every backend plugin
+    (torch built in, onnx and any installed third-party backend), in plugin order."""
+    from llada_sdk.loading import backends
+
+    flags: dict[str, tuple[str, list[str], Any]] = {}
+    for name, plugin in backends().items():
+        if plugin.options is None:
+            continue
+        for field, info in plugin.options.model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            flag = "--" + str(extra.get("cli_flag", field)).replace("_", "-")
+            if field in flags:
+                flags[field][1].append(name)
+            else:
+                flags[field] = (flag, [name], info)
+    return flags
+
+
+def _backend_option(field: str, flag: str, owners: list[str], info: Any) -> Callable[[F], F]:
+    """One click option for a backend option field (its type read from the pydantic field)."""
+    import typing
+
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    text = (info.description or "").rstrip(".")
+    help_text = f"{'/'.join(owners)} backend: {text[:1].lower() + text[1:]}."
+    kwargs: dict[str, Any] = {"expose_value": False, "callback": _store_backend_option, "help": help_text}
+    args = [a for a in typing.get_args(info.annotation) if a is not type(None)]
+    base = args[0] if len(args) == 1 else info.annotation
+    if extra.get("cli_multiple"):
+        kwargs.update(multiple=True, metavar="NAME")
+    elif base is bool and info.default is None:
+        return click.option(f"{flag}/--no-{flag[2:]}", field, default=None, **kwargs)
+    elif base is bool:
+        kwargs.update(is_flag=True, default=False)
+    elif base is int:
+        low = next((m.ge for m in info.metadata if getattr(m, "ge", None) is not None), None)
+        kwargs.update(type=click.IntRange(min=low), default=None, metavar="N")
+    return click.option(flag, field, **kwargs)
+
+
 def model_options(f: F) -> F:
-    """``-m/--model`` (env ``LLADA_MODEL``), ``--device``, ``--dtype``, ``--backend``, ``--provider``,
-    ``--compile`` and ``--prepack``."""
-    f = click.option(
-        "--prepack",
-        "prepack",
-        is_flag=True,
-        expose_value=False,
-        callback=_store_backend,
-        help="torch backend on a CPU, float32: reorder the linear weights for oneDNN once at load "
-        "(faster decoding steps, most with --cache).",
-    )(f)
-    f = click.option(
-        "--compile",
-        "compile",
-        is_flag=True,
-        expose_value=False,
-        callback=_store_backend,
-        help="torch backend: decode through torch.compile (faster steps after a one-off compilation of "
-        "tens of seconds; worth it for long or repeated generations).",
-    )(f)
-    f = click.option(
-        "--provider",
-        "providers",
-        multiple=True,
-        metavar="NAME",
-        expose_value=False,
-        callback=_store_backend,
-        help="onnx backend: an execution provider to try, in order (tensorrt, cuda, cpu; repeatable). "
-        "[default: tensorrt, cuda, cpu -- those the onnxruntime build has]",
-    )(f)
+    """``-m/--model`` (env ``LLADA_MODEL``), ``--device``, ``--dtype``, ``--backend`` (every backend
+    plugin) and each backend's own options as flags (``--compile``, ``--prepack``, ``--provider``, ...),
+    all built from the plugins: an installed backend shows up here without CLI edits."""
+    from llada_sdk.loading import backends
+
+    found = backends()
+    for field, (flag, owners, info) in reversed(list(backend_flags().items())):
+        f = _backend_option(field, flag, owners, info)(f)
+    described = "; ".join(f"{n}: {p.summary}" if p.summary else n for n, p in found.items())
     f = click.option(
         "--backend",
-        type=click.Choice(["auto", "torch", "onnx"]),
+        type=click.Choice(["auto", *found]),
         default="auto",
         show_default=True,
         expose_value=False,
         callback=_store_backend,
-        help="What runs the model: auto (an exported bundle's onnxruntime, else torch), torch or onnx.",
+        help=f"What runs the model: auto (a plugin's format, e.g. an exported bundle, else torch); {described}.",
     )(f)
     f = click.option(
         "--dtype",
@@ -283,57 +312,59 @@ def busy(message: str, enabled: bool = True) -> Iterator[None]:
         yield
 
 
+def chosen_backend(ctx: click.Context, model: str | None) -> tuple[str, dict[str, Any]]:
+    """The backend that will load ``model`` (``--backend``, or the plugin whose format the folder is,
+    else torch) and the backend options given on the command line, checked against it: a flag of
+    another backend is a usage error naming the flag."""
+    from llada_sdk.errors import ModelNotFoundError
+    from llada_sdk.loading import backends, resolve
+
+    meta = ctx.meta.get(_BACKEND, {})
+    given: dict[str, Any] = dict(meta.get("options", {}))
+    name = meta.get("backend", "auto")
+    found = backends()
+    if name == "auto":
+        try:
+            folder = resolve(None if model == BUNDLED_MODEL else model).path
+        except ModelNotFoundError as exc:
+            raise click.BadParameter(str(exc), param_hint="'-m' / '--model'") from exc
+        name = next((n for n, p in found.items() if n != "torch" and p.detect(folder)), "torch")
+    plugin = found[name]
+    takes = set(plugin.options.model_fields) if plugin.options is not None else set()
+    flags = backend_flags()
+    for field in given:
+        if field not in takes:
+            flag, owners, _ = flags[field]
+            raise click.BadParameter(
+                f"{flag} applies to the {'/'.join(owners)} backend (this model loads with {name})",
+                param_hint=f"'{flag}'",
+            )
+    return name, given
+
+
 def load_model(model: str | None, device: str | None, dtype: str) -> LLaDA:
     """``LLaDA.from_pretrained`` behind a spinner; errors name the flag at fault."""
+    ctx = click.get_current_context()
+    backend, options = chosen_backend(ctx, model)
     with busy(f"Loading {model or BUNDLED_MODEL}…"):
         from llada_sdk import LLaDA
+        from llada_sdk.backend import BackendOptionError
         from llada_sdk.errors import LLaDAError, ModelNotFoundError
 
-        chosen = click.get_current_context().meta.get(_BACKEND, {})
-        extra: dict[str, Any] = {}
-        if chosen.get("providers"):
-            if chosen.get("backend", "auto") == "torch":
-                raise click.BadParameter("--provider applies to the onnx backend only", param_hint="'--provider'")
-            extra["providers"] = list(chosen["providers"])
-        for flag in ("compile", "prepack"):
-            if chosen.get(flag):
-                if chosen.get("backend", "auto") == "onnx":
-                    raise click.BadParameter(f"--{flag} applies to the torch backend only", param_hint=f"'--{flag}'")
-                extra[flag] = True
         try:
             return LLaDA.from_pretrained(
-                model,
-                device=device,
-                dtype=None if dtype == "auto" else dtype,
-                backend=chosen.get("backend", "auto"),
-                **extra,
+                model, device=device, dtype=None if dtype == "auto" else dtype, backend=backend, **options
             )
-        except TypeError as exc:
-            for flag in ("compile", "prepack"):
-                if f"`{flag}`" in str(exc):
-                    raise click.BadParameter(
-                        f"--{flag} applies to the torch backend (this model is an exported ONNX bundle)",
-                        param_hint=f"'--{flag}'",
-                    ) from exc
-            if "providers" in str(exc):
-                raise click.BadParameter(
-                    "--provider applies to an exported ONNX bundle (this model loads with torch)",
-                    param_hint="'--provider'",
-                ) from exc
-            raise
         except ModelNotFoundError as exc:
             raise click.BadParameter(str(exc), param_hint="'-m' / '--model'") from exc
         except LLaDAError:
             raise
+        except BackendOptionError as exc:
+            flag = backend_flags()[exc.option][0]
+            raise click.BadParameter(str(exc), param_hint=f"'{flag}'") from exc
         except ValueError as exc:
-            for name, flag in (
-                ("`device`", "'--device'"),
-                ("`backend`", "'--backend'"),
-                ("provider", "'--provider'"),
-                ("`prepack`", "'--prepack'"),
-            ):
-                if name in str(exc):
-                    raise click.BadParameter(str(exc), param_hint=flag) from exc
+            if "`device`" in str(exc):  # the one core parameter validated at load
+                raise click.BadParameter(str(exc), param_hint="'--device'") from exc
             raise
 
 

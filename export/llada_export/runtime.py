@@ -329,8 +329,9 @@ class OnnxOptions(BaseModel):
 
     providers: Any = Field(
         None,
-        description="Execution providers to try, in order (tensorrt, cuda, cpu). "
+        description="An execution provider to try, in order (tensorrt, cuda, cpu; repeatable). "
         "[default: tensorrt, cuda, cpu -- those the onnxruntime build has]",
+        json_schema_extra={"cli_flag": "provider", "cli_multiple": True},  # `--provider NAME`, repeatable
     )
     strict: bool = Field(False, description="Fail when the first requested provider is not the one in use.")
     threads: int | None = Field(None, ge=1, description="onnxruntime intra-op threads.")

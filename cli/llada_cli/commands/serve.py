@@ -31,12 +31,6 @@ from llada_server.settings import ServerSettings
     default=None,
     help="Serve N replicas on a local Ray cluster (Ray Serve; needs llada-sdk[ray]). [default: one process, no Ray]",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(1),
-    default=None,
-    help="Compute threads (per replica with --replicas). [default: torch's own choice]",
-)
 @generation_options(model=ServerSettings, exclude=("api_key",), pairs=False)
 @generation_options()
 @click.pass_context
@@ -51,7 +45,6 @@ def serve(
     api_key: str | None,
     log_level: str,
     replicas: int | None,
-    threads: int | None,
 ) -> None:
     """Serve MODEL (default: -m / LLADA_MODEL / the bundled model) with the OpenAI HTTP API on
     HOST:PORT: /v1/chat/completions (tools, json_schema answered schema-exactly), /v1/completions
@@ -79,12 +72,8 @@ def serve(
     settings = resolve_model(ctx, ServerSettings).model_copy(update={"api_key": api_key})
     options = resolve_options(ctx)
     if replicas is not None:
-        _serve_on_ray(ctx, model_arg or model, device, dtype, host, port, replicas, threads, settings, options)
+        _serve_on_ray(ctx, model_arg or model, device, dtype, host, port, replicas, settings, options)
         return
-    if threads is not None:
-        from llada_sdk._deps import require_torch
-
-        require_torch().set_num_threads(threads)
     llm = load_model(model_arg or model, device, dtype)
     llm.options = options
     app = create_app(llm, settings)
@@ -116,7 +105,6 @@ def _serve_on_ray(
     host: str,
     port: int,
     replicas: int,
-    threads: int | None,
     settings: ServerSettings,
     options: Any,
 ) -> None:
@@ -125,13 +113,15 @@ def _serve_on_ray(
 
     ray = require("ray", "ray")
     serve = require("ray.serve", "ray")
-    from llada_cli.common import _BACKEND
+    from llada_cli.common import chosen_backend
     from llada_server.ray_serve import build_app
 
+    backend, backend_options = chosen_backend(ctx, model)
+    threads = backend_options.get("threads")
     gpu = device is not None and device.startswith("cuda")
     args = {
         "model": model,
-        "backend": ctx.meta.get(_BACKEND, {}).get("backend", "auto"),
+        "backend": backend,
         "device": device,
         "dtype": None if dtype == "auto" else dtype,
         "threads": threads,
