@@ -167,7 +167,7 @@ def test_a_backend_plugin_brings_its_options_to_the_cli_without_cli_edits(monkey
 
     help_text = CliRunner().invoke(cmd, ["--help"]).output
     flat = " ".join(help_text.split())
-    assert "[auto|torch|onnx|fake]" in flat.replace(" ", "") and "fake: a test" in flat
+    assert "|fake" in flat.split("--backend [")[1].split("]")[0] and "fake: a test" in flat
     assert "--turbo" in help_text and "--lanes N" in help_text and "fake backend: go faster." in help_text
     ok = CliRunner().invoke(cmd, ["--backend", "fake", "--turbo", "--lanes", "2"])
     assert ok.exit_code == 0, ok.output
