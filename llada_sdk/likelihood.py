@@ -3,8 +3,10 @@
 ``monte_carlo_log_likelihood`` is the estimator of the official ``get_log_likelihood.py`` (LLaDA paper
 eq. 6 / App. B.5): draw a mask count per row (stratified over the batch), mask that many answer
 tokens at random, and average ``sum CE / (mask ratio)`` -- a lower bound on ``log p(answer | prompt)``.
-On torch its RNG calls (one ``randint``, then one ``randperm`` per row) follow the reference, so the
-same ``torch.manual_seed`` gives the same value.
+The masks come from the generator's library: with a ``numpy.random.Generator`` (what a seeded
+``LLaDA.score`` passes) they are the same on every backend, so backends agree on the value; with a
+``torch.Generator`` or None on torch, its RNG calls (one ``randint``, then one ``randperm`` per row)
+follow the reference, so the same ``torch.manual_seed`` gives the reference's value.
 
 ``chain_log_likelihoods`` is the deterministic left-to-right chain rule that ``[MASK:auto]`` ranks
 candidate texts with.

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from llada_sdk.likelihood import monte_carlo_log_likelihood
 from llada_sdk.options import ScoreOptions
 from llada_sdk.results import Choice
@@ -33,14 +35,20 @@ def pair_ids(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequen
 
 
 def score(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequence[int], options: ScoreOptions) -> float:
-    """Monte Carlo lower bound on ``log p(continuation | prompt)`` (the official estimator)."""
+    """Monte Carlo lower bound on ``log p(continuation | prompt)`` (the official estimator).
+
+    A seeded score (``options.seed``, 0 by default) draws its masks from one ``numpy.random.Generator``
+    on every backend, so torch, onnx and any other backend score the same masked copies and give the
+    same number (within float tolerance) for the same seed; a ``torch.Generator`` on torch and numpy's on
+    the others drew different masks. ``seed=None`` keeps the reference's draws: the backend library's
+    global RNG (``torch.manual_seed`` reproduces the official ``get_log_likelihood.py`` on torch)."""
     p, c = pair_ids(llm, prompt, continuation)
     if not c:
         raise ValueError("`continuation` must contain at least one token")
     backend = llm.backend
     check_length(backend, len(p) + len(c), "score")
     x = backend.asarray(p + c)
-    gen = None if options.seed is None else backend.ops.generator(options.seed, like=x)
+    gen = None if options.seed is None else np.random.default_rng(options.seed)
     return monte_carlo_log_likelihood(
         backend.predictor(None),
         x[: len(p)],

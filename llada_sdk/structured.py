@@ -1,31 +1,42 @@
 """Schema-exact structured output: the JSON skeleton of a schema is fixed text, the model writes the values.
 
-``fill_schema(llm, prompt, schema)`` builds the canvas ``prompt + "\\n" + skeleton``, where the skeleton
-is the JSON text of the schema (keys, braces, brackets, quotes and commas, in the ``json.dumps``
-default style) with a masked span in place of every value, and decodes it with ``LLaDA.infill``:
+``fill_schema(llm, prompt, schema)`` writes the JSON text of the schema (keys, braces, brackets, quotes and
+commas, in the ``json.dumps`` default style) after ``prompt + "\\n"``, left to right; the model writes only
+the values, with ``LLaDA.infill``:
 
 - **strings**: ``"[MASK:auto]"`` -- the model picks the length (up to ``max_string_tokens``), and
   the span may only hold tokens that cannot end or escape a JSON string (no ``"``, ``\\``, control
-  characters, special tokens);
-- **integers / numbers**: ``[MASK:auto]`` restricted to digit tokens (and ``.`` for numbers);
-  the value is then clamped to ``minimum`` / ``maximum``;
+  characters, special tokens); then cut to ``maxLength`` / padded to ``minLength``;
+- **integers / numbers**: ``[MASK:auto]`` restricted to digit tokens (and ``.`` for numbers); the value
+  is then moved to the nearest one that satisfies ``minimum`` / ``maximum`` / ``exclusiveMinimum`` /
+  ``exclusiveMaximum`` / ``multipleOf`` (an exclusive float bound gets the shortest decimal strictly
+  inside, however many digits that takes);
 - **booleans, enums, constants**: the model chooses among the allowed JSON values by likelihood
-  (``LLaDA.choose``), with the rest of the text as right context;
-- **nested objects**: their skeleton is nested text; **lists**: ``maxItems`` items are written
-  (``max_items`` when the schema has no bound), then the model chooses how many to keep
-  (between ``minItems`` and that bound) by likelihood.
+  (``LLaDA.choose``), with the text around as context;
+- **objects**: each run of consecutive scalar fields is one ``infill`` call (at most
+  ``infill.MAX_AUTO_SPANS`` values each; fields not written yet stand as placeholders: ``""``, a valid
+  number, the first choice), nested objects and lists are filled where they stand;
+- **lists**: item by item, each written after the items before it with the list closed behind it, up to
+  ``maxItems`` (``max_items`` when the schema has no bound); past ``minItems`` the list ends at the first
+  item equal to an earlier one (the model has run out of new things to write). The cost is proportional
+  to the items written: a list of lists of objects is a bounded number of small ``infill`` calls.
+  Likelihood does not decide the length: on the bundled model every extra item lowered the text's
+  likelihood by tens of nats, even items copied from the prompt, so it always chose ``[]``.
 
-Every property is written (optional ones too; ``Optional[X]`` is written as an ``X``). So the
-output always parses and validates, whatever the model writes: the JSON text is rebuilt from the
-decoded values, each of which satisfies its sub-schema by construction.
+Every property is written (optional ones too; ``Optional[X]`` is written as an ``X``). A schema no value
+can satisfy (``minimum`` above ``maximum``, ``exclusiveMinimum`` 5 and ``exclusiveMaximum`` 6 on an integer,
+``minLength`` above ``maxLength``...) is a ``ValueError`` naming the field, the bounds and the rule, before
+any model call. Every output is validated against the schema before it is returned (the supported
+keywords below; pydantic too for a pydantic model): an invalid one is a ``ValueError``, never returned.
 
 Supported JSON-schema keywords: ``type`` (object, string, integer, number, boolean, array, null),
 ``properties``, ``required``, ``items``, ``enum``, ``const``, ``anyOf`` / ``oneOf`` (the first non-null
 branch is written; a branch that is only ``null`` gives ``null``), ``$ref`` into ``$defs`` /
-``definitions``, ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum``, ``minItems``,
-``maxItems``, ``minLength``, ``maxLength`` and annotations (``title``, ``description``, ``default``...).
-``pattern``, ``format``, ``allOf``, ``not``, ``patternProperties`` and free-form objects are refused
-with a ``ValueError`` naming the keyword.
+``definitions``, ``minimum``, ``maximum``, ``exclusiveMinimum``, ``exclusiveMaximum`` (numbers, or
+draft-4 booleans), ``multipleOf``, ``minItems``, ``maxItems``, ``uniqueItems``, ``minLength``,
+``maxLength`` and annotations (``title``, ``description``, ``default``...). ``pattern``, ``format``,
+``allOf``, ``not``, ``patternProperties`` and free-form objects are refused with a ``ValueError`` naming
+the keyword.
 
 This module knows nothing about torch or LangChain; it uses only ``LLaDA.infill``,
 ``LLaDA.choose`` and the tokenizer.
@@ -38,13 +49,15 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA
     from llada_sdk.tokenizer import Tokenizer
 
-__all__ = ["SchemaFill", "fill_schema", "fill_schema_result", "json_schema_of", "skeleton"]
+__all__ = ["SchemaFill", "fill_schema", "fill_schema_result", "json_schema_of", "skeleton", "validate"]
 
 _UNSUPPORTED = ("pattern", "format", "allOf", "not", "patternProperties", "if", "dependentSchemas")
 _MASK_LITERAL = re.compile(r"\[MASK(?::[^\]]*)?\]")
@@ -57,10 +70,13 @@ _SLOT = "\ue010"  # marks where a value goes while the text is assembled (never 
 
 @dataclass
 class _Value:
-    """A value the model writes: ``kind`` is ``string``, ``integer`` or ``number``."""
+    """A value the model writes: ``kind`` is ``string``, ``integer`` or ``number``; ``bounds`` and
+    ``fallback`` (a value that satisfies them) for numbers."""
 
     kind: str
     schema: dict[str, Any]
+    bounds: _Bounds | None = None
+    fallback: int | float = 0
 
 
 @dataclass
@@ -151,8 +167,8 @@ def _build(node: Any, root: Mapping[str, Any], max_items: int, path: str, seen: 
         if key in node:
             raise ValueError(
                 f"`schema` at {path} uses `{key}`, which fill_schema does not support; supported: type, "
-                "properties, required, items, enum, const, anyOf/oneOf, $ref, minimum/maximum, minItems/maxItems, "
-                "minLength/maxLength"
+                "properties, required, items, enum, const, anyOf/oneOf, $ref, minimum/maximum, "
+                "exclusiveMinimum/exclusiveMaximum, multipleOf, minItems/maxItems, uniqueItems, minLength/maxLength"
             )
     if "const" in node:
         return _Choice([node["const"]])
@@ -191,8 +207,29 @@ def _build(node: Any, root: Mapping[str, Any], max_items: int, path: str, seen: 
         return _Choice([True, False])
     if kind == "null":
         return _Choice([None])
-    if kind in ("string", "integer", "number"):
-        return _Value(str(kind), dict(node))
+    if kind == "string":
+        lo, hi = node.get("minLength"), node.get("maxLength")
+        if isinstance(lo, int) and isinstance(hi, int) and lo > hi:
+            raise ValueError(
+                f"`schema` at {path} has minLength ({lo}) > maxLength ({hi}): no string has a length n with "
+                f"{lo} <= n <= {hi}"
+            )
+        return _Value("string", dict(node))
+    if kind in ("integer", "number"):
+        bounds = _bounds_of(node, str(kind), path)
+        anchor: int | float = 0
+        if bounds.lo is not None:
+            anchor = bounds.lo
+        elif bounds.hi is not None:
+            anchor = bounds.hi
+        if kind == "integer":
+            anchor = math.floor(anchor)
+        fallback = _pick(bounds, anchor)
+        if fallback is None:
+            raise ValueError(
+                f"`schema` at {path} has an empty range: no {kind} x with {bounds.rules()} ({bounds.keywords()})"
+            )
+        return _Value(str(kind), dict(node), bounds, fallback)
     raise ValueError(
         f"`schema` at {path} has `type` {node.get('type')!r}; expected one of object, array, string, "
         "integer, number, boolean, null"
@@ -310,6 +347,7 @@ def _string_value(fill: str, schema: Mapping[str, Any]) -> str:
 
 
 def _number_value(fill: str, node: _Value) -> int | float:
+    """The number the model wrote in ``fill``, moved to the nearest value its bounds allow."""
     digits = "".join(c for c in fill if c.isdigit() or c == ".")
     if node.kind == "integer":
         value: int | float = int(digits.replace(".", "") or "0")
@@ -318,19 +356,263 @@ def _number_value(fill: str, node: _Value) -> int | float:
         tail = tail.replace(".", "")
         text = (head or "0") + ("." + tail if tail else "")
         value = float(text) if "." in text else int(text)
-    s = node.schema
-    lo, hi = s.get("minimum"), s.get("maximum")
-    xlo, xhi = s.get("exclusiveMinimum"), s.get("exclusiveMaximum")
-    step = 1 if node.kind == "integer" else 1e-6
-    if isinstance(xlo, (int, float)) and not isinstance(xlo, bool):
-        lo = max(lo, xlo + step) if isinstance(lo, (int, float)) else xlo + step
-    if isinstance(xhi, (int, float)) and not isinstance(xhi, bool):
-        hi = min(hi, xhi - step) if isinstance(hi, (int, float)) else xhi - step
-    if isinstance(lo, (int, float)) and value < lo:
-        value = math.ceil(lo) if node.kind == "integer" else lo
-    if isinstance(hi, (int, float)) and value > hi:
-        value = math.floor(hi) if node.kind == "integer" else hi
+    assert node.bounds is not None
+    picked = _pick(node.bounds, value)
+    return node.fallback if picked is None else picked
+
+
+def _number(schema: Mapping[str, Any], key: str, path: str) -> float | None:
+    value = schema.get(key)
+    if value is None or (isinstance(value, bool) and key.startswith("exclusive")):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"`schema` at {path} has `{key}` {value!r}; expected a finite number")
     return value
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """The numeric constraints of a slot: ``lo`` / ``hi`` (None: unbounded), exclusive or not, ``multiple``."""
+
+    kind: str
+    lo: float | None = None
+    lo_open: bool = False
+    hi: float | None = None
+    hi_open: bool = False
+    multiple: float | None = None
+
+    def violation(self, x: Any) -> str | None:
+        """The rule ``x`` breaks (``"exclusiveMinimum 5"``), or None."""
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            return f"type {self.kind}"
+        if self.kind == "integer" and not (isinstance(x, int) or x.is_integer()):
+            return "type integer"
+        if self.lo is not None and (x <= self.lo if self.lo_open else x < self.lo):
+            return f"{'exclusiveMinimum' if self.lo_open else 'minimum'} {self.lo}"
+        if self.hi is not None and (x >= self.hi if self.hi_open else x > self.hi):
+            return f"{'exclusiveMaximum' if self.hi_open else 'maximum'} {self.hi}"
+        if self.multiple is not None and not _is_multiple(x, self.multiple):
+            return f"multipleOf {self.multiple}"
+        return None
+
+    def rules(self) -> str:
+        out = []
+        if self.lo is not None:
+            out.append(f"x {'>' if self.lo_open else '>='} {self.lo}")
+        if self.hi is not None:
+            out.append(f"x {'<' if self.hi_open else '<='} {self.hi}")
+        if self.multiple is not None:
+            out.append(f"x a multiple of {self.multiple}")
+        return " and ".join(out)
+
+    def keywords(self) -> str:
+        out = []
+        if self.lo is not None:
+            out.append(f"{'exclusiveMinimum' if self.lo_open else 'minimum'} {self.lo}")
+        if self.hi is not None:
+            out.append(f"{'exclusiveMaximum' if self.hi_open else 'maximum'} {self.hi}")
+        if self.multiple is not None:
+            out.append(f"multipleOf {self.multiple}")
+        return ", ".join(out)
+
+
+def _bounds_of(schema: Mapping[str, Any], kind: str, path: str) -> _Bounds:
+    lo, hi = _number(schema, "minimum", path), _number(schema, "maximum", path)
+    lo_open = hi_open = False
+    xlo, xhi = _number(schema, "exclusiveMinimum", path), _number(schema, "exclusiveMaximum", path)
+    if schema.get("exclusiveMinimum") is True and lo is not None:  # draft 4: a flag on `minimum`
+        lo_open = True
+    if schema.get("exclusiveMaximum") is True and hi is not None:
+        hi_open = True
+    if xlo is not None and (lo is None or xlo >= lo):
+        lo, lo_open = xlo, True
+    if xhi is not None and (hi is None or xhi <= hi):
+        hi, hi_open = xhi, True
+    multiple = _number(schema, "multipleOf", path)
+    if multiple is not None and multiple <= 0:
+        raise ValueError(f"`schema` at {path} has `multipleOf` {multiple!r}; expected a number > 0")
+    return _Bounds(kind, lo, lo_open, hi, hi_open, multiple)
+
+
+def _is_multiple(x: int | float, m: int | float) -> bool:
+    """JSON-schema's rule on the numbers as written: 0.3 is a multiple of 0.1 (``0.3 / 0.1`` is not a
+    whole float, so python-jsonschema says no; ``_pick`` prefers values that also pass that test)."""
+    if isinstance(m, int) and isinstance(x, int):
+        return x % m == 0
+    return _decimal(x) % _decimal(m) == 0
+
+
+def _whole_quotient(x: int | float, m: int | float) -> bool:
+    try:
+        q = x / m
+    except OverflowError:
+        return False
+    return math.isfinite(q) and q == int(q)
+
+
+def _decimal(x: int | float) -> Decimal:
+    return Decimal(repr(x)) if isinstance(x, float) else Decimal(x)
+
+
+def _above(a: float, b: _Bounds, up: bool) -> float | None:
+    """The shortest decimal strictly beyond ``a`` (above when ``up``, else below) that satisfies ``b``:
+    0.50000001 for ``exclusiveMinimum`` 0.5 with ``exclusiveMaximum`` 0.5000001; the next float at worst."""
+    for digits in range(18):
+        q = Decimal(10) ** -digits
+        whole = (_decimal(a) / q).to_integral_value(rounding=ROUND_FLOOR if up else ROUND_CEILING)
+        x = float((whole + (1 if up else -1)) * q)
+        if b.violation(x) is None:
+            return x
+    x = math.nextafter(a, math.inf if up else -math.inf)
+    return x if b.violation(x) is None else None
+
+
+_MULTIPLE_TRIES = 100_000  # multiples tried around a target (an integer slot skips non-integral ones)
+_STRICT_TRIES = 64  # further multiples tried for one whose float quotient is whole too (every validator agrees)
+
+
+def _pick(b: _Bounds, target: int | float) -> int | float | None:
+    """The value nearest ``target`` (about) that satisfies ``b``; None when there is none."""
+    if b.violation(target) is None:
+        return target
+    if b.multiple is None:
+        if b.kind == "integer":
+            lo = None if b.lo is None else math.floor(Fraction(b.lo)) + 1 if b.lo_open else math.ceil(Fraction(b.lo))
+            hi = None if b.hi is None else math.ceil(Fraction(b.hi)) - 1 if b.hi_open else math.floor(Fraction(b.hi))
+            x: int | float | None = int(target)
+            if lo is not None and x is not None and x < lo:
+                x = lo
+            if hi is not None and x is not None and x > hi:
+                x = hi
+        elif b.lo is not None and (target <= b.lo if b.lo_open else target < b.lo):
+            x = _above(b.lo, b, up=True) if b.lo_open else b.lo
+        elif b.hi is not None and (target >= b.hi if b.hi_open else target > b.hi):
+            x = _above(b.hi, b, up=False) if b.hi_open else b.hi
+        else:
+            x = None
+        return x if x is not None and b.violation(x) is None else None
+    m = _decimal(b.multiple)
+    k0 = int((_decimal(target) / m).to_integral_value(rounding=ROUND_HALF_EVEN))
+    k_lo = None if b.lo is None else int((_decimal(b.lo) / m).to_integral_value(rounding=ROUND_FLOOR))
+    k_hi = None if b.hi is None else int((_decimal(b.hi) / m).to_integral_value(rounding=ROUND_CEILING))
+    if k_lo is not None:
+        k0 = max(k0, k_lo)
+    if k_hi is not None:
+        k0 = min(k0, k_hi)
+    first: int | float | None = None
+    for step in range(_MULTIPLE_TRIES):
+        ks = [k0 + step, k0 - step] if step else [k0]
+        ks = [k for k in ks if (k_lo is None or k >= k_lo) and (k_hi is None or k <= k_hi)]
+        if not ks or (first is not None and step > _STRICT_TRIES):
+            break
+        for k in ks:
+            exact = k * m
+            if b.kind == "integer":
+                if exact != exact.to_integral_value():
+                    continue
+                value: int | float = int(exact)
+            else:
+                value = float(exact)
+            if b.violation(value) is None:
+                if _whole_quotient(value, b.multiple):
+                    return value
+                first = value if first is None else first
+    return first
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def _same(a: Any, b: Any) -> bool:
+    """JSON equality: ``true`` is not ``1``, ``1`` is ``1.0``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    return type(a) is type(b) and bool(a == b)
+
+
+_TYPES: dict[str, Any] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "null": lambda v: v is None,
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
+}
+
+
+def _breaks(value: Any, schema: Any, root: Mapping[str, Any], path: str) -> tuple[str, str] | None:
+    """``(where, rule)`` of the first rule of ``schema`` (the supported keywords) that ``value`` breaks."""
+    if not isinstance(schema, Mapping):
+        return None
+    schema = _resolve(schema, root, ())
+    if "const" in schema and not _same(value, schema["const"]):
+        return path, f"const {schema['const']!r}"
+    if "enum" in schema and not any(_same(value, e) for e in schema["enum"]):
+        return path, f"enum {schema['enum']!r}"
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            ok = sum(_breaks(value, branch, root, path) is None for branch in schema[key])
+            if ok == 0 or (key == "oneOf" and ok > 1):
+                return path, f"{key} ({ok} branches match)"
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if kind is not None else []
+    if kinds and not any(_TYPES.get(k, lambda v: False)(value) for k in kinds):
+        return path, f"type {kind}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        rule = _bounds_of(schema, "number", path).violation(value)
+        if rule is not None:
+            return path, rule
+    if isinstance(value, str):
+        if isinstance(schema.get("minLength"), int) and len(value) < schema["minLength"]:
+            return path, f"minLength {schema['minLength']}"
+        if isinstance(schema.get("maxLength"), int) and len(value) > schema["maxLength"]:
+            return path, f"maxLength {schema['maxLength']}"
+    if isinstance(value, list):
+        if isinstance(schema.get("minItems"), int) and len(value) < schema["minItems"]:
+            return path, f"minItems {schema['minItems']}"
+        if isinstance(schema.get("maxItems"), int) and len(value) > schema["maxItems"]:
+            return path, f"maxItems {schema['maxItems']}"
+        if schema.get("uniqueItems") is True and any(_same(x, y) for i, x in enumerate(value) for y in value[:i]):
+            return path, "uniqueItems"
+        for i, item in enumerate(value):
+            broken = _breaks(item, schema.get("items"), root, f"{path}[{i}]")
+            if broken is not None:
+                return broken
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for key in schema.get("required") or []:
+            if key not in value:
+                return path, f"required {key!r}"
+        for key, item in value.items():
+            if key in props:
+                broken = _breaks(item, props[key], root, f"{path}.{key}")
+                if broken is not None:
+                    return broken
+            elif schema.get("additionalProperties") is False:
+                return f"{path}.{key}", "additionalProperties false"
+    return None
+
+
+def validate(data: Any, schema: Any) -> None:
+    """Check ``data`` against ``schema`` (anything ``json_schema_of`` accepts) on the keywords
+    ``fill_schema`` supports.
+
+    Raises:
+        ValueError: naming the first place that breaks a rule, the rule and the value.
+    """
+    root = json_schema_of(schema)
+    broken = _breaks(data, root, root, "$")
+    if broken is not None:
+        where, rule = broken
+        raise ValueError(f"the value at {where} breaks `{rule}` of the schema: {json.dumps(data, ensure_ascii=False)}")
 
 
 @dataclass
@@ -388,91 +670,15 @@ def fill_schema_result(
         if not isinstance(literal, str):
             raise TypeError(f"`{name}` must be a string, got {type(literal).__name__}: {literal!r}")
     raw_head = (prompt.rstrip("\n") + "\n" if prompt.strip() else "") + before
-    head, tail = _escape(raw_head), _escape(after)
-
-    # phase 1: decode every string/number slot together; choices hold their first option meanwhile
-    slots: list[_Value] = []
-    allowed: list[frozenset[int]] = []
-
-    def emit_skeleton(node: Node, buf: list[str]) -> None:
-        if isinstance(node, _Choice):
-            buf.append(_escape(_dumps(node.options[0])))
-        elif isinstance(node, _Value):
-            slots.append(node)
-            allowed.append(sets[node.kind])
-            # after ": " a number span owns the space (infill: whitespace before a span belongs to it)
-            buf.append('"[MASK:auto]"' if node.kind == "string" else "[MASK:auto]")
-
-    parts: list[str] = []
-    _walk_render(tree, parts, None, {}, emit_skeleton)
-    canvas = head + "".join(parts) + tail
-    fills: list[str] = []
-    if slots:
-        longest = max(max_string_tokens if s.kind == "string" else max_number_tokens for s in slots)
-        res = llm.infill(canvas, allowed_tokens=list(allowed), options=options, max_auto_length=longest)
-        fills = list(res.fills)
-    values: dict[int, Any] = {}
-    it = iter(zip(slots, fills))
-
-    def assign(node: Node, buf: list[str]) -> None:
-        if isinstance(node, _Value):
-            slot, fill = next(it)
-            values[id(slot)] = _string_value(fill, slot.schema) if slot.kind == "string" else _number_value(fill, slot)
-
-    _walk_render(tree, [], None, {}, assign)
-
-    # phase 2: choices and list lengths, in document order, each with the rest of the text as context
-    chosen: dict[int, Any] = {}
-    counts: dict[int, int] = {}
-
-    def render(override: tuple[int, Any] | None = None) -> str:
-        out: list[str] = []
-
-        def emit(node: Node, buf: list[str]) -> None:
-            if override is not None and id(node) == override[0]:
-                buf.append(_SLOT)
-            elif isinstance(node, _Value):
-                buf.append(_dumps(values.get(id(node), "" if node.kind == "string" else 0)))
-            elif isinstance(node, _Choice):
-                buf.append(_dumps(chosen.get(id(node), node.options[0])))
-
-        _walk_render(tree, out, None, counts, emit)
-        return "".join(out)
-
-    def decide(alternatives: list[str]) -> int:
-        if len(alternatives) == 1:
-            return 0
-        common = len(_common_prefix(alternatives))
-        # back up to a token-friendly boundary: the last space or punctuation before the difference
-        cut = max(alternatives[0].rfind(c, 0, common) for c in ' "[{,:') + 1 if common else 0
-        prefix = raw_head + alternatives[0][:cut]
-        choice = llm.choose(prefix, [a[cut:] for a in alternatives], mc_num=mc_num, batch_size=mc_num)
-        return int(choice.index)
-
-    def phase2(node: Node) -> None:
-        if isinstance(node, _Object):
-            for _, child in node.fields:
-                phase2(child)
-        elif isinstance(node, _Array):
-            if node.max_items > node.min_items:
-                options_k = list(range(node.min_items, node.max_items + 1))
-                texts = []
-                for k in options_k:
-                    counts[id(node)] = k
-                    texts.append(render())
-                counts[id(node)] = options_k[decide(texts)]
-            if counts.get(id(node), node.max_items) > 0:
-                phase2(node.item)
-        elif isinstance(node, _Choice) and len(node.options) > 1:
-            texts = []
-            for opt in node.options:
-                chosen[id(node)] = opt
-                texts.append(render())
-            chosen[id(node)] = node.options[decide(texts)]
-
-    phase2(tree)
-    text = render()
-    data = json.loads(text)
+    filler = _Filler(llm, sets, options, max_string_tokens, max_number_tokens, mc_num)
+    data = filler.node(tree, "$", raw_head, after)
+    text = _dumps(data)
+    broken = _breaks(data, root, root, "$")
+    if broken is not None:  # the values are built to satisfy the schema: this is a bug, never a result
+        raise ValueError(
+            f"fill_schema built a value that breaks `{broken[1]}` of the schema at {broken[0]}: {text} "
+            "(please report it)"
+        )
     value: Any = data
     if isinstance(schema, type):
         from pydantic import BaseModel, TypeAdapter
@@ -480,7 +686,134 @@ def fill_schema_result(
         value = (
             schema.model_validate(data) if issubclass(schema, BaseModel) else TypeAdapter(schema).validate_python(data)
         )
-    return SchemaFill(text=text, data=data, value=value, fills=fills)
+    return SchemaFill(text=text, data=data, value=value, fills=filler.fills)
+
+
+def _leaf(node: Node) -> bool:
+    return isinstance(node, (_Value, _Choice))
+
+
+def _sep(i: int, key: str) -> str:
+    return ("" if i == 0 else ", ") + _dumps(key) + ": "
+
+
+def _placeholder(node: Node) -> str:
+    """What a value not written yet stands as on the canvas: context only, never decoded."""
+    if isinstance(node, _Value):
+        return '""' if node.kind == "string" else _dumps(node.fallback)
+    if isinstance(node, _Choice):
+        return _dumps(node.options[0])
+    if isinstance(node, _Object):
+        return "{" + "".join(_sep(i, k) + _placeholder(c) for i, (k, c) in enumerate(node.fields)) + "}"
+    return "[" + ", ".join(_placeholder(node.item) for _ in range(node.min_items)) + "]"
+
+
+class _Filler:
+    """Writes a template tree left to right (module docstring); ``fills`` collects the raw slot fills."""
+
+    def __init__(
+        self, llm: LLaDA, sets: dict[str, frozenset[int]], options: Any, max_string: int, max_number: int, mc_num: int
+    ) -> None:
+        from llada_sdk.infill import MAX_AUTO_SPANS
+
+        self.llm, self.sets, self.options, self.mc_num = llm, sets, options, mc_num
+        self.max_tokens = {"string": max_string, "integer": max_number, "number": max_number}
+        self.max_values = MAX_AUTO_SPANS  # values per infill call: the [MASK:auto] search's limit
+        self.fills: list[str] = []
+
+    def node(self, node: Node, path: str, left: str, right: str) -> Any:
+        """The value of ``node``, written between the raw texts ``left`` and ``right``."""
+        if isinstance(node, _Object):
+            return self.object(node, path, left, right)
+        if isinstance(node, _Array):
+            return self.array(node, path, left, right)
+        return self.run([node], [""], left, right)[0]
+
+    def object(self, node: _Object, path: str, left: str, right: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        text = "{"
+        fields = node.fields
+        i = 0
+        while i < len(fields):
+            key, child = fields[i]
+            if not _leaf(child):
+                rest = "".join(_sep(t, k) + _placeholder(c) for t, (k, c) in enumerate(fields) if t > i) + "}"
+                out[key] = self.node(child, f"{path}.{key}", left + text + _sep(i, key), rest + right)
+                text += _sep(i, key) + _dumps(out[key])
+                i += 1
+                continue
+            j, n_values = i, 0  # a run of consecutive scalar fields, at most `max_values` of them written
+            while j < len(fields) and _leaf(fields[j][1]):
+                if isinstance(fields[j][1], _Value):
+                    if n_values == self.max_values:
+                        break
+                    n_values += 1
+                j += 1
+            rest = "".join(_sep(t, k) + _placeholder(c) for t, (k, c) in enumerate(fields) if t >= j) + "}"
+            run = fields[i:j]
+            values = self.run(
+                [c for _, c in run], [_sep(i + t, k) for t, (k, _) in enumerate(run)], left + text, rest + right
+            )
+            for (k, _), v in zip(run, values):
+                out[k] = v
+                text += _sep(len(out) - 1, k) + _dumps(v)
+            i = j
+        return out
+
+    def run(self, leaves: Sequence[Node], seps: list[str], left: str, right: str) -> list[Any]:
+        """Scalar values written together (one ``infill`` call), then the choices among them in order."""
+        values: list[Any] = [n.options[0] if isinstance(n, _Choice) else None for n in leaves]
+        slots = [(k, n) for k, n in enumerate(leaves) if isinstance(n, _Value)]
+        if slots:
+            pieces = []
+            for k, n in enumerate(leaves):
+                pieces.append(_escape(seps[k]))
+                if isinstance(n, _Value):
+                    # after ": " a number span owns the space (infill: whitespace before a span belongs to it)
+                    pieces.append('"[MASK:auto]"' if n.kind == "string" else "[MASK:auto]")
+                else:
+                    pieces.append(_escape(_dumps(values[k])))
+            res = self.llm.infill(
+                _escape(left) + "".join(pieces) + _escape(right),
+                allowed_tokens=[self.sets[n.kind] for _, n in slots],
+                options=self.options,
+                max_auto_length=max(self.max_tokens[n.kind] for _, n in slots),
+            )
+            for (k, n), fill in zip(slots, res.fills):
+                values[k] = _string_value(fill, n.schema) if n.kind == "string" else _number_value(fill, n)
+                self.fills.append(fill)
+        for k, n in enumerate(leaves):
+            if isinstance(n, _Choice) and len(n.options) > 1:
+                texts = []
+                for option in n.options:
+                    middle = "".join(seps[t] + _dumps(option if t == k else values[t]) for t in range(len(leaves)))
+                    texts.append(left + middle + right)
+                values[k] = n.options[self.decide(texts)]
+        return values
+
+    def array(self, node: _Array, path: str, left: str, right: str) -> list[Any]:
+        """Items one at a time, each with the list closed behind it; past ``min_items`` the list ends at
+        the cap or at an item equal to an earlier one (its fills are dropped)."""
+        items: list[Any] = []
+        for i in range(node.max_items):
+            head = left + "[" + "".join(_dumps(v) + ", " for v in items)
+            mark = len(self.fills)
+            value = self.node(node.item, f"{path}[{i}]", head, "]" + right)
+            if i >= node.min_items and any(_same(value, v) for v in items):
+                del self.fills[mark:]
+                break
+            items.append(value)
+        return items
+
+    def decide(self, alternatives: list[str]) -> int:
+        """The most likely of ``alternatives`` (full texts that differ in one value) by ``LLaDA.choose``."""
+        common = len(_common_prefix(alternatives))
+        # back up to a token-friendly boundary: the last space or punctuation before the difference
+        cut = max(alternatives[0].rfind(c, 0, common) for c in ' "[{,:') + 1 if common else 0
+        choice = self.llm.choose(
+            alternatives[0][:cut], [a[cut:] for a in alternatives], mc_num=self.mc_num, batch_size=self.mc_num
+        )
+        return int(choice.index)
 
 
 def _common_prefix(texts: Sequence[str]) -> str:
@@ -515,7 +848,7 @@ def fill_schema(
         max_string_tokens: longest string value in tokens (the model picks each length up to it).
         max_number_tokens: longest number in tokens.
         max_items: most items of a list whose schema has no ``maxItems``.
-        mc_num: Monte Carlo samples per candidate when choosing a boolean/enum value or a list length.
+        mc_num: Monte Carlo samples per candidate when choosing a boolean/enum value.
         options: ``GenerationOptions`` (or a dict) for the decoding of the slots.
 
     Returns:
@@ -523,7 +856,8 @@ def fill_schema(
 
     Raises:
         TypeError: ``prompt`` is not a string or ``schema`` is not a schema.
-        ValueError: the schema uses an unsupported keyword (named in the message) or is recursive.
+        ValueError: the schema uses an unsupported keyword (named in the message), is recursive, or
+            allows no value somewhere (an empty range: the field, the bounds and the rule are named).
     """
     return fill_schema_result(
         llm,

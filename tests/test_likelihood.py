@@ -1,13 +1,18 @@
-"""The deterministic chain-rule likelihood that ranks `[MASK:auto]` candidates, and what it fixed."""
+"""The deterministic chain-rule likelihood that ranks `[MASK:auto]` candidates and what it fixed, the
+bounds of the `[MASK:auto]` search, and Monte Carlo scores that agree across backends."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
 import torch
 
+from llada_sdk import LLaDA
 from llada_sdk.likelihood import chain_log_likelihoods
+from tests.test_backends import NumpyWrapped
+from tests.test_onnx_bundle import kb, kb_bundle  # noqa: F401  (the bundled model exported to ONNX)
 
 
 def _chain(llm: Any, seqs: list[list[int]], start: int, suffix: int = 1, stops: Any = None) -> list[float]:
@@ -99,3 +104,114 @@ def test_auto_scoring_calls_keep_the_logits_within_budget(bundled: Any, monkeypa
     assert seen
     for rows, length in seen:  # rows x length x vocab logits per call: within the budget, >= 1 row
         assert 1 <= rows < 128 and rows * length * bundled.config.vocab_size <= budget
+
+
+class Counted:
+    """The backend's predictor, counting model calls (every decode step and scoring call is one)."""
+
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+        self.calls = 0
+
+    def __call__(self, ids: Any, attention_mask: Any = None) -> Any:
+        self.calls += 1
+        return self.predictor(ids, attention_mask)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.predictor, name)
+
+
+@pytest.fixture
+def counted(bundled: Any, monkeypatch: pytest.MonkeyPatch) -> list[Counted]:
+    made: list[Counted] = []
+    real = bundled.backend.predictor
+
+    def predictor(*args: Any, **kw: Any) -> Counted:
+        made.append(Counted(real(*args, **kw)))
+        return made[-1]
+
+    monkeypatch.setattr(bundled.backend, "predictor", predictor)
+    return made
+
+
+def test_too_many_auto_spans_are_refused_before_any_model_call(bundled: Any, counted: list[Counted]) -> None:
+    from llada_sdk.infill import MAX_AUTO_SPANS
+
+    text = " ".join(["[MASK:auto]"] * 20)
+    message = rf"`text` has 20 \[MASK:auto\] spans, over the limit of {MAX_AUTO_SPANS} .*explicit lengths, \[MASK:n\]"
+    with pytest.raises(ValueError, match=message):
+        bundled.infill(text)
+    with pytest.raises(ValueError, match=message):
+        bundled.stream_infill(text)  # refused when called, not when first iterated
+    assert sum(c.calls for c in counted) == 0
+
+
+def test_five_auto_spans_on_a_known_text_are_refused_and_explicit_lengths_fill_it(
+    bundled: Any, counted: list[Counted]
+) -> None:
+    # on the bundled model the search over these five spans took 1134 model calls and wrote runaway
+    # text ('weaver.The parent', 'Kelso.Zapur lives in Duskmere'); with explicit lengths it is right
+    known = "Zapur lives in {} and works as a {}. Zapur's parent is {}. Rotu lives in {} and works as a {}."
+    with pytest.raises(ValueError, match=r"`text` has 5 \[MASK:auto\] spans, over the limit of 4"):
+        bundled.infill(known.format(*["[MASK:auto]"] * 5))
+    assert sum(c.calls for c in counted) == 0
+    res = bundled.infill(known.format("[MASK:2]", "[MASK:2]", "[MASK:5]", "[MASK:2]", "[MASK:2]"))
+    assert res.fills == ["Duskmere", "weaver", "Lotrobar", "Kelso", "farmer"]
+
+
+def test_the_length_search_stops_at_its_forward_pass_budget(
+    bundled: Any, counted: list[Counted], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llada_sdk import infill
+
+    text = "Zapur lives in [MASK:auto] and works as a [MASK:auto]."
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # within the budget: no warning
+        assert bundled.infill(text).fills == ["Duskmere", "weaver"]
+    full = sum(c.calls for c in counted)
+    counted.clear()
+    budget = 60  # the first decode (2 spans x 16 tokens = 32 passes) and one sweep fit, not two
+    monkeypatch.setattr(infill, "AUTO_PASS_BUDGET", budget)
+    with pytest.warns(RuntimeWarning, match=r"stopped at its budget of 60 forward passes \(2 auto spans"):
+        res = bundled.infill(text)
+    calls = sum(c.calls for c in counted)
+    # past the budget: at most one sweep's scoring calls (16 candidates) and the final decode (4 tokens)
+    assert calls < full and calls <= budget + 4 + 4
+    assert len(res.lengths) == 2
+    counted.clear()
+    monkeypatch.setattr(infill, "AUTO_PASS_BUDGET", 10)  # not even the first decode: the spans keep AUTO_START
+    with pytest.warns(RuntimeWarning, match=r"budget of 10 forward passes \(2 auto spans, 0 passes made\)"):
+        res = bundled.infill(text)
+    assert res.lengths == [infill.AUTO_START] * 2 and sum(c.calls for c in counted) == 2 * infill.AUTO_START
+
+
+def test_a_seeded_score_is_the_same_on_torch_and_numpy_arrays(bundled: Any) -> None:
+    # a seeded score draws its masks from numpy on every backend; torch and numpy RNGs drew different ones
+    other = LLaDA(NumpyWrapped(bundled.backend), bundled.tokenizer)
+    for seed in (0, 7):
+        kw = {"mc_num": 32, "batch_size": 16, "seed": seed}
+        a = bundled.score("Zapur lives in", " Duskmere.", **kw)
+        b = other.score("Zapur lives in", " Duskmere.", **kw)
+        assert b == pytest.approx(a, abs=1e-4)
+        assert other.choose("Zapur lives in", [" Kelso.", " Duskmere."], **kw).scores == pytest.approx(
+            bundled.choose("Zapur lives in", [" Kelso.", " Duskmere."], **kw).scores, abs=1e-4
+        )
+    assert bundled.score("Zapur lives in", " Duskmere.", mc_num=32, batch_size=16, seed=1) != pytest.approx(a, abs=1e-6)
+
+
+def test_an_unseeded_score_keeps_the_reference_draws(bundled: Any) -> None:
+    # seed=None: torch's global RNG, as the official get_log_likelihood.py
+    values = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        values.append(bundled.score("Zapur lives in", " Duskmere.", mc_num=16, batch_size=16, seed=None))
+    assert values[0] == values[1]
+
+
+@pytest.mark.slow  # exports the bundled model to ONNX first (~20 s)
+def test_a_seeded_score_is_the_same_on_the_onnx_backend(kb: Any, bundled: Any) -> None:  # noqa: F811
+    for seed in (0, 7):
+        kw = {"mc_num": 32, "batch_size": 16, "seed": seed}
+        assert kb.score("Zapur lives in", " Duskmere.", **kw) == pytest.approx(
+            bundled.score("Zapur lives in", " Duskmere.", **kw), abs=1e-4
+        )

@@ -171,3 +171,87 @@ def test_the_cli_fills_a_schema_file(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "string", "format": "date"}}}))
     result = CliRunner().invoke(cli, ["infill", "x", "--schema", str(bad)])
     assert result.exit_code == 2 and "`schema` at $.a uses `format`" in result.output
+
+
+class Item(BaseModel):
+    name: str
+    city: str
+    job: str
+
+
+class Items(BaseModel):
+    items: list[Item]
+
+
+class Nested(BaseModel):
+    groups: list[list[Item]]
+
+
+class Scripted:
+    """Writes item ``i`` of every list as ``n{i}``/``c{i}``/``j{i}`` up to ``distinct`` items, then repeats
+    the last one; records each canvas."""
+
+    def __init__(self, distinct: int) -> None:
+        self.tok = Tokenizer.from_dir(BUNDLED)
+        self.distinct = distinct
+        self.canvases: list[str] = []
+
+    def require_tokenizer(self) -> Tokenizer:
+        return self.tok
+
+    def infill(self, text: str, *, allowed_tokens: Any, options: Any = None, max_auto_length: int = 16) -> Any:
+        self.canvases.append(text)
+        i = min(text.split("\n", 1)[1].count('{"name": "n'), self.distinct - 1)  # items already written
+        return SimpleNamespace(fills=[f"n{i}", f"c{i}", f"j{i}"][: len(allowed_tokens)])
+
+    def choose(self, prompt: str, choices: list[str], **_: Any) -> Any:
+        return SimpleNamespace(index=0)
+
+
+def test_a_list_is_written_item_by_item_and_ends_at_the_first_repeated_item() -> None:
+    fake = Scripted(distinct=2)
+    res = fill_schema_result(fake, "two people", Items, max_items=5)  # type: ignore[arg-type]
+    assert res.value == Items(items=[Item(name="n0", city="c0", job="j0"), Item(name="n1", city="c1", job="j1")])
+    assert res.fills == ["n0", "c0", "j0", "n1", "c1", "j1"]  # the repeated third item's fills are dropped
+    # one infill call per item, each after the items before it with the list closed behind it
+    assert fake.canvases == [
+        'two people\n{"items": [{"name": "[MASK:auto]", "city": "[MASK:auto]", "job": "[MASK:auto]"}]}',
+        'two people\n{"items": [{"name": "n0", "city": "c0", "job": "j0"}, '
+        '{"name": "[MASK:auto]", "city": "[MASK:auto]", "job": "[MASK:auto]"}]}',
+        'two people\n{"items": [{"name": "n0", "city": "c0", "job": "j0"}, {"name": "n1", "city": "c1", "job": "j1"}, '
+        '{"name": "[MASK:auto]", "city": "[MASK:auto]", "job": "[MASK:auto]"}]}',
+    ]
+
+
+def test_nested_lists_cost_one_small_infill_per_item_written() -> None:
+    from llada_sdk.infill import MAX_AUTO_SPANS
+
+    fake = Scripted(distinct=100)
+    res = fill_schema_result(fake, "x", Nested, max_items=3)  # type: ignore[arg-type]
+    assert [len(g) for g in res.value.groups] == [3, 3, 3]  # every list at its cap: nothing repeated
+    assert len(fake.canvases) == 9  # one call per item written, not one call holding all 27 values
+    assert all(c.count("[MASK:auto]") <= MAX_AUTO_SPANS for c in fake.canvases)
+    fake = Scripted(distinct=1)  # each list ends at its second item (a repeat): 2 calls per inner list
+    res = fill_schema_result(fake, "x", Nested, max_items=3)  # type: ignore[arg-type]
+    assert [len(g) for g in res.value.groups] == [1] and len(fake.canvases) == 2 + 2
+
+
+def test_a_run_of_scalar_fields_is_split_at_the_auto_span_limit() -> None:
+    from llada_sdk.infill import MAX_AUTO_SPANS
+
+    fields = {f"f{i}": (str, ...) for i in range(MAX_AUTO_SPANS + 2)}
+    wide = __import__("pydantic").create_model("Wide", **fields)
+    fake = RandomLLM(0)
+    res = fill_schema_result(fake, "x", wide)  # type: ignore[arg-type]
+    assert [c.count("[MASK:auto]") for c in fake.canvases] == [MAX_AUTO_SPANS, 2]
+    assert fake.canvases[1].endswith(', "f5": "[MASK:auto]"}') and '"f3": "' in fake.canvases[1]
+    assert '"f4": "", "f5": ""}' in fake.canvases[0]  # fields not written yet stand as placeholders
+    assert isinstance(res.value, wide)
+
+
+@pytest.mark.slow
+def test_the_bundled_model_lists_people_in_bounded_calls(bundled: Any) -> None:
+    prompt = "Zapur lives in Duskmere and works as a weaver. Rotu lives in Kelso and works as a farmer."
+    res = fill_schema_result(bundled, prompt, Items)
+    assert 1 <= len(res.value.items) <= 3  # was []: the likelihood of the text always preferred no item
+    assert {i.city for i in res.value.items} <= {"Duskmere", "Kelso"}
