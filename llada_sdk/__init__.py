@@ -34,11 +34,11 @@ from llada_sdk.results import (
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA
     from llada_sdk.config import LLaDAConfig
-    from llada_sdk.session import ChatSession
+    from llada_sdk.text.session import ChatSession
 
 _LAZY = {
     "LLaDA": "llada_sdk.api",
-    "ChatSession": "llada_sdk.session",
+    "ChatSession": "llada_sdk.text.session",
     "LLaDAConfig": "llada_sdk.config",
 }
 

@@ -10,18 +10,18 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llada_sdk import infill as _infill
-from llada_sdk import scoring as _scoring
-from llada_sdk.backend import Backend
-from llada_sdk.canvas import AnswerReader, Span, next_turn_ids, parse_masked_text
-from llada_sdk.engine import DecodeConfig
-from llada_sdk.engine import generate as _generate
+from llada_sdk.backends.base import Backend
+from llada_sdk.decoding.engine import DecodeConfig
+from llada_sdk.decoding.engine import generate as _generate
 from llada_sdk.errors import TokenizerError
 from llada_sdk.options import GenerationOptions, ScoreOptions
 from llada_sdk.results import BlockEvent, CanvasEvent, Choice, Event, ResultEvent, StepEvent, TextEvent, TextResult
-from llada_sdk.runner import answer_job, drain, stream_canvas
-from llada_sdk.session import ChatSession
-from llada_sdk.validate import as_batch, as_id_rows, check_messages, check_text, is_batch, positive_length
+from llada_sdk.text import infill as _infill
+from llada_sdk.text import scoring as _scoring
+from llada_sdk.text.canvas import AnswerReader, Span, next_turn_ids, parse_masked_text
+from llada_sdk.text.runner import answer_job, drain, stream_canvas
+from llada_sdk.text.session import ChatSession
+from llada_sdk.text.validate import as_batch, as_id_rows, check_messages, check_text, is_batch, positive_length
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig
@@ -331,8 +331,8 @@ class LLaDA:
         """Fill ``schema`` (a pydantic model, TypedDict or JSON-schema dict) from ``prompt``: the JSON
         skeleton is fixed text, the model writes only the values, and the result always parses and
         validates (a model instance for a pydantic schema, else a dict). Keywords: ``max_string_tokens``,
-        ``max_number_tokens``, ``max_items``, ``mc_num``, ``options`` (``llada_sdk.structured.fill_schema``)."""
-        from llada_sdk.structured import fill_schema
+        ``max_number_tokens``, ``max_items``, ``mc_num``, ``options`` (``llada_sdk.text.structured.fill_schema``)."""
+        from llada_sdk.text.structured import fill_schema
 
         return fill_schema(self, prompt, schema, **kwargs)
 

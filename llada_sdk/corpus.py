@@ -5,7 +5,7 @@ What it holds:
   templates only (the person's name always comes first or right after "The parent of");
 - sequences: ``count: n n+1 ...``, day, month and letter windows;
 - chat turns (question/answer pairs) for the SFT objective;
-- tool use, in the one format of ``llada_sdk.tools``: conversations where the system message offers
+- tool use, in the one format of ``llada_sdk.text.tools``: conversations where the system message offers
   the knowledge-base ``lookup`` tool (``KB_LOOKUP_TOOL``), the assistant answers a question about a
   person with a tool call, then answers from the tool's result (``tool_conversations``);
 - extraction: a sentence about a person, a newline, then its facts as JSON (``extraction_doc``) --
@@ -28,7 +28,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from llada_sdk.tools import assistant_message, render_tool_call, tool_result_message, with_tools
+from llada_sdk.text.tools import assistant_message, render_tool_call, tool_result_message, with_tools
 
 CITIES = [
     "Tessaly",

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from llada_sdk.config import LLaDAConfig, medium_config
-from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
+from llada_sdk.decoding.engine import DecodeConfig, denoise, reference_blocks
 from llada_sdk.eval import TEXT_TASKS as CORE_TASKS
 from llada_sdk.model import LLaDAModel
 from llada_sdk.options import GenerationOptions
@@ -95,7 +95,7 @@ def step_efficiency(model: LLaDAModel, length: int, block: int, ceiling: float, 
 def fusion_probe(cfg: LLaDAConfig, block: int) -> str:
     """Whether fusing projections would help a ``block``-token step: q/k/v as three matmuls vs one
     ``[3d, d]`` matmul, and the SwiGLU gate/up as two vs one ``[2f, d]`` (plain and oneDNN-prepacked)."""
-    from llada_sdk.torch_backend import PackedLinear, prepack_available
+    from llada_sdk.backends.torch_backend import PackedLinear, prepack_available
 
     assert cfg.mlp_hidden_size is not None
     d, f = cfg.d_model, cfg.mlp_hidden_size
@@ -261,13 +261,13 @@ def runtimes(
     compiled twin's first decodes (plain and dual cache: both graphs) took, outside any timed row."""
     out: dict[str, Any] = {"eager": model}
     if prepack:
-        from llada_sdk.torch_backend import prepack_linears
+        from llada_sdk.backends.torch_backend import prepack_linears
 
         out["prepacked"] = copy.deepcopy(model)
         prepack_linears(out["prepacked"])
     if not compile:
         return out, None
-    from llada_sdk.torch_backend import CompiledPredictor
+    from llada_sdk.backends.torch_backend import CompiledPredictor
 
     out["compiled"] = CompiledPredictor(model)
     t = time.perf_counter()

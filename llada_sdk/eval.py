@@ -104,7 +104,7 @@ def random_schema_model(rng: random.Random, name: str = "Model", depth: int = 0)
 
 
 def _schema_valid(m: Any, model: Any, prompt: str) -> bool:
-    from llada_sdk.structured import fill_schema_result
+    from llada_sdk.text.structured import fill_schema_result
 
     fill = fill_schema_result(m, prompt, model, max_string_tokens=3, max_number_tokens=3, max_items=2, mc_num=8)
     model.model_validate_json(fill.text)  # raises if the text does not parse or validate

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from llada_sdk.errors import ModelNotFoundError
 
 if TYPE_CHECKING:
-    from llada_sdk.backend import BackendPlugin
+    from llada_sdk.backends.base import BackendPlugin
     from llada_sdk.config import LLaDAConfig
     from llada_sdk.tokenizer import Tokenizer
 
@@ -97,8 +97,8 @@ def override_ids(config: LLaDAConfig, mask: int | None, eos: int | None, eot: in
 
 def backends() -> dict[str, BackendPlugin]:
     """Every backend by name: torch (built in) and the plugins (registered or installed)."""
-    from llada_sdk.backend import plugins
-    from llada_sdk.torch_plugin import PLUGIN as TORCH
+    from llada_sdk.backends.base import plugins
+    from llada_sdk.backends.torch_plugin import PLUGIN as TORCH
 
     return {TORCH.name: TORCH, **plugins()}
 

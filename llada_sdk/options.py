@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llada_sdk.rules import PARALLEL_RULES as _RULES
+from llada_sdk.decoding.rules import PARALLEL_RULES as _RULES
 
 Remasking = Literal["low_confidence", "random"]
 PARALLEL_RULES: tuple[str, ...] = tuple(_RULES)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from llada_sdk.errors import TokenizerError
-from llada_sdk.validate import check_unicode
+from llada_sdk.text.validate import check_unicode
 
 Message = dict[str, str]
 _SENTINEL = re.compile("\ue000(\\d+)\ue001")

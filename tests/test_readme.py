@@ -53,7 +53,8 @@ def test_blocks_that_read_repository_files_say_where_they_run() -> None:
 def test_the_options_table_shows_the_real_defaults() -> None:
     from llada_sdk.options import GenerationOptions
 
-    rows = re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \| ([^|]+) \| .* \|$", README.read_text(), flags=re.M)
+    table = README.parent / "docs" / "choices.md"
+    rows = re.findall(r"^\| `(\w+)`(?:, `(\w+)`)? \| ([^|]+) \| .* \|$", table.read_text(), flags=re.M)
     shown = {}
     for a, b, default in rows:
         if a in GenerationOptions.model_fields:

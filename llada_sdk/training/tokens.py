@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llada_sdk.tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from llada_sdk.text.tools import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 
 SPECIAL_TOKENS = [
     "<|startoftext|>",
@@ -53,7 +53,9 @@ def train_tokenizer(
         show_progress=False,
     )
     tok.train_from_iterator(texts, trainer=trainer)
-    if tool_tokens:  # the tool-call tags of llada_sdk.tools as single (non-special) tokens, as in Qwen's vocabulary
+    if (
+        tool_tokens
+    ):  # the tool-call tags of llada_sdk.text.tools as single (non-special) tokens, as in Qwen's vocabulary
         tok.add_tokens([AddedToken(t, normalized=False) for t in (TOOL_CALL_OPEN, TOOL_CALL_CLOSE)])
     return tok
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llada_sdk.backend import BackendPlugin
+from llada_sdk.backends.base import BackendPlugin
 from llada_sdk.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ def _load(
     from llada_sdk import _deps
 
     _deps.require_torch()
-    from llada_sdk.torch_backend import load_torch_backend
+    from llada_sdk.backends.torch_backend import load_torch_backend
 
     threads = options.pop("threads", None)
     if threads is not None:

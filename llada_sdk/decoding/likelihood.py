@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from llada_sdk.arrays import NUMPY, Array, ArrayOps, Generator, ops_for
-from llada_sdk.backend import MaskPredictor
-from llada_sdk.policies import classifier_free_guidance
+from llada_sdk.backends.base import MaskPredictor
+from llada_sdk.decoding.arrays import NUMPY, Array, ArrayOps, Generator, ops_for
+from llada_sdk.decoding.policies import classifier_free_guidance
 
 
 def _logits(predictor: MaskPredictor, batch: Array, prompt_index: Array, cfg_scale: float, mask_id: int) -> Array:

@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from llada_sdk.canvas import Span, infill_canvas
-from llada_sdk.likelihood import chain_log_likelihoods
+from llada_sdk.decoding.likelihood import chain_log_likelihoods
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import Event, ResultEvent, TextEvent, TextResult
-from llada_sdk.runner import CanvasJob, check_length, drain, stream_canvas, with_result
+from llada_sdk.text.canvas import Span, infill_canvas
+from llada_sdk.text.runner import CanvasJob, check_length, drain, stream_canvas, with_result
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llada_sdk.likelihood import monte_carlo_log_likelihood
+from llada_sdk.decoding.likelihood import monte_carlo_log_likelihood
 from llada_sdk.options import ScoreOptions
 from llada_sdk.results import Choice
-from llada_sdk.runner import check_length
+from llada_sdk.text.runner import check_length
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA

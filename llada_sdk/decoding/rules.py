@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llada_sdk import policies
-from llada_sdk.arrays import Array
+from llada_sdk.decoding import policies
+from llada_sdk.decoding.arrays import Array
 
 Select = Callable[[Array, Array, float, "Array | None"], Array]
 """``(confidence [B, L], eligible bool [B, L], value, logits [B, L, V]) -> chosen bool [B, L]``;

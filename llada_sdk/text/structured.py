@@ -714,7 +714,7 @@ class _Filler:
     def __init__(
         self, llm: LLaDA, sets: dict[str, frozenset[int]], options: Any, max_string: int, max_number: int, mc_num: int
     ) -> None:
-        from llada_sdk.infill import MAX_AUTO_SPANS
+        from llada_sdk.text.infill import MAX_AUTO_SPANS
 
         self.llm, self.sets, self.options, self.mc_num = llm, sets, options, mc_num
         self.max_tokens = {"string": max_string, "integer": max_number, "number": max_number}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llada_sdk.arrays import Array, Generator, ops_for
+from llada_sdk.decoding.arrays import Array, Generator, ops_for
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from llada_sdk.arrays import Array, torch_ops
-from llada_sdk.backend import BackendOptionError, MaskPredictor
+from llada_sdk.backends.base import BackendOptionError, MaskPredictor
+from llada_sdk.decoding.arrays import Array, torch_ops
 from llada_sdk.errors import CheckpointError
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.model import LLaDAModel
 
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
-from llada_sdk.structured import fill_schema_result
-from llada_sdk.tools import (
+from llada_sdk.text.structured import fill_schema_result
+from llada_sdk.text.tools import (
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
     InvalidToolCall,
@@ -130,7 +130,7 @@ def assistant_turn(
 
     Args:
         llm: the model.
-        messages: ``{"role", "content"}`` dicts in the format of ``llada_sdk.tools`` (tool calls and
+        messages: ``{"role", "content"}`` dicts in the format of ``llada_sdk.text.tools`` (tool calls and
             tool results already rendered as turns).
         options: the generation options.
         tools: OpenAI-format tools.

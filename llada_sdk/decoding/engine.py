@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from llada_sdk import policies
-from llada_sdk.arrays import Array, Generator, ops_for
-from llada_sdk.backend import CachedMaskPredictor, MaskPredictor, StepMaskPredictor
+from llada_sdk.backends.base import CachedMaskPredictor, MaskPredictor, StepMaskPredictor
+from llada_sdk.decoding import policies
+from llada_sdk.decoding.arrays import Array, Generator, ops_for
+from llada_sdk.decoding.rules import ParallelRule, active_rule
 from llada_sdk.results import BlockEvent, DoneEvent, StepEvent
-from llada_sdk.rules import ParallelRule, active_rule
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from llada_sdk.canvas import next_turn_ids
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import Event, ResultEvent, TextResult
-from llada_sdk.runner import drain
+from llada_sdk.text.canvas import next_turn_ids
+from llada_sdk.text.runner import drain
+from llada_sdk.text.validate import check_messages, check_text
 from llada_sdk.tokenizer import Message, Overflow, Tokenizer
-from llada_sdk.validate import check_messages, check_text
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA

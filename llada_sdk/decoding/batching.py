@@ -22,8 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from llada_sdk.arrays import Array, ops_for
-from llada_sdk.backend import Backend, MaskPredictor
+from llada_sdk.backends.base import Backend, MaskPredictor
+from llada_sdk.decoding.arrays import Array, ops_for
 
 __all__ = ["BatchStats", "BatchingBackend", "Cancelled", "RequestHandle", "StepBatcher"]
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
-from llada_sdk.arrays import Array, ArrayOps
+from llada_sdk.decoding.arrays import Array, ArrayOps
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
 
 
 @runtime_checkable

@@ -12,12 +12,12 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llada_sdk.arrays import Array
-from llada_sdk.backend import Backend
-from llada_sdk.canvas import AnswerReader, answer_rows
-from llada_sdk.engine import BlockEvent, DecodeConfig, DoneEvent, LogitsProcessor, denoise, reference_blocks
+from llada_sdk.backends.base import Backend
+from llada_sdk.decoding.arrays import Array
+from llada_sdk.decoding.engine import BlockEvent, DecodeConfig, DoneEvent, LogitsProcessor, denoise, reference_blocks
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import CanvasEvent, Event, ResultEvent, TextEvent, TextResult
+from llada_sdk.text.canvas import AnswerReader, answer_rows
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llada_sdk.policies import answer_ended, cut_at_end
+from llada_sdk.decoding.policies import answer_ended, cut_at_end
 
 _SPAN = re.compile(r"\\\[MASK(?::[^\]]*)?\]|\[MASK(?::([^\]]*))?\]")
 
