@@ -22,11 +22,12 @@ import numpy as np
 import torch
 from pydantic import create_model
 
-from llada_sdk import LLaDA, infill
-from llada_sdk.arrays import NUMPY
+from llada_sdk import LLaDA
 from llada_sdk.corpus import EXTRACTION_TEMPLATES, N_SYNTHETIC, build_corpus, extraction_sentence, synthetic_people
-from llada_sdk.likelihood import _draw_masks
-from llada_sdk.structured import fill_schema_result
+from llada_sdk.decoding.arrays import NUMPY
+from llada_sdk.decoding.likelihood import _draw_masks
+from llada_sdk.text import infill
+from llada_sdk.text.structured import fill_schema_result
 
 
 class Counting:

@@ -16,7 +16,7 @@ import time
 import torch
 from medium import MEDIUM
 
-from llada_sdk.engine import DecodeConfig, DoneEvent, denoise, reference_blocks
+from llada_sdk.decoding.engine import DecodeConfig, DoneEvent, denoise, reference_blocks
 from llada_sdk.model import LLaDAModel
 from llada_sdk.options import GenerationOptions
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
+from llada_sdk.backends.torch_backend import prepack_linears
 from llada_sdk.config import medium_config
-from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
+from llada_sdk.decoding.engine import DecodeConfig, denoise, reference_blocks
 from llada_sdk.model import LLaDAModel
 from llada_sdk.options import GenerationOptions
-from llada_sdk.torch_backend import prepack_linears
 from llada_sdk.training import save_checkpoint
 
 

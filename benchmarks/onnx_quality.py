@@ -20,7 +20,7 @@ import torch
 from llada_export import export
 from llada_export.runtime import PLUGIN
 from llada_sdk import LLaDA
-from llada_sdk.backend import register
+from llada_sdk.backends.base import register
 from llada_sdk.eval import TEXT_TASKS, evaluate
 
 # the text tasks of the README's eval table (the agent/tool tasks need LangChain and are left out)

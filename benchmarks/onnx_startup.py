@@ -24,7 +24,7 @@ TORCH = (
 )
 EDGE = (
     "from llada_export.edgecheck import block_torch; block_torch(); "
-    "from llada_export.runtime import PLUGIN; from llada_sdk.backend import register; register(PLUGIN); "
+    "from llada_export.runtime import PLUGIN; from llada_sdk.backends.base import register; register(PLUGIN); "
     "from llada_sdk import LLaDA; "
     "print(LLaDA.from_pretrained({bundle!r}, threads={threads}).complete('Zapur lives in', max_tokens=32).text)"
 )

@@ -23,7 +23,7 @@ from typing import Any
 from llada_export import export
 from llada_export.runtime import PLUGIN
 from llada_sdk import LLaDA
-from llada_sdk.backend import register
+from llada_sdk.backends.base import register
 
 
 def main() -> None:

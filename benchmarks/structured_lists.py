@@ -3,7 +3,7 @@ list[list[Item]] side by side (one object, `Item`, for scale).
 
 Each row fills one schema once from a fixed prompt and prints the wall time, the model calls (forward
 passes: every decode step and every scoring call is one) with the rows they carried, how many list
-items came back and the JSON. Lists are written item by item (`llada_sdk/structured.py`), so the
+items came back and the JSON. Lists are written item by item (`llada_sdk/text/structured.py`), so the
 calls grow with the items written: about one `Item`'s worth per item, plus the item that ended a list.
 
     python benchmarks/structured_lists.py [--threads 1] [--max-items 3]
@@ -19,7 +19,7 @@ import torch
 from pydantic import BaseModel, create_model
 
 from llada_sdk import LLaDA
-from llada_sdk.structured import fill_schema_result
+from llada_sdk.text.structured import fill_schema_result
 
 PEOPLE = "Zapur lives in Duskmere and works as a weaver. Rotu lives in Kelso and works as a farmer."
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from llada_sdk import CanvasEvent, ResultEvent, TextEvent
-from llada_sdk.canvas import Span, parse_masked_text
-from llada_sdk.engine import StepEvent
+from llada_sdk.decoding.engine import StepEvent
+from llada_sdk.text.canvas import Span, parse_masked_text
 
 PERSON = "Zapur"  # the first person of the bundled corpus (seed 0): lives in Duskmere, parent Lotrobar
 
@@ -48,7 +48,7 @@ def test_auto_span_length_is_chosen_within_bounds(bundled: Any) -> None:
 
 
 def test_two_auto_spans_never_sweep_the_same_lengths_twice(bundled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llada_sdk import infill
+    from llada_sdk.text import infill
 
     calls: list[tuple[tuple[int, ...], int]] = []
     real = infill._sweep

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from llada_sdk import LLaDA
-from llada_sdk.arrays import NUMPY
-from llada_sdk.backend import Backend, CachedMaskPredictor, MaskPredictor
+from llada_sdk.backends.base import Backend, CachedMaskPredictor, MaskPredictor
+from llada_sdk.decoding.arrays import NUMPY
 
 ROOT = Path(__file__).parent.parent
 
@@ -93,9 +93,9 @@ class Block:
 sys.meta_path.insert(0, Block())
 import numpy as np
 from llada_sdk import LLaDA, TextEvent
-from llada_sdk.arrays import NUMPY
+from llada_sdk.decoding.arrays import NUMPY
 from llada_sdk.loading import BUNDLED_DIR
-from llada_sdk.torch_plugin import read_checkpoint
+from llada_sdk.backends.torch_plugin import read_checkpoint
 config, tok = read_checkpoint(BUNDLED_DIR, None, None, None)
 rng = np.random.default_rng(0)
 W = rng.standard_normal((config.embedding_size, config.embedding_size)).astype(np.float32)
@@ -144,8 +144,8 @@ def test_a_backend_plugin_brings_its_options_to_the_cli_without_cli_edits(monkey
     from pydantic import BaseModel, Field
 
     from llada_cli.common import load_model, model_options
-    from llada_sdk import backend as seam
-    from llada_sdk.torch_plugin import PLUGIN as TORCH
+    from llada_sdk.backends import base as seam
+    from llada_sdk.backends.torch_plugin import PLUGIN as TORCH
 
     class FakeOptions(BaseModel):
         turbo: bool = Field(False, description="Go faster.")

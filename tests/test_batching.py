@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from llada_sdk import LLaDA
-from llada_sdk.batching import BatchingBackend, Cancelled, RequestHandle, StepBatcher
+from llada_sdk.decoding.batching import BatchingBackend, Cancelled, RequestHandle, StepBatcher
 
 CALLS: list[tuple[str, Any]] = [
     ("chat", [{"role": "user", "content": "Where does Zapur live?"}]),

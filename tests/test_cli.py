@@ -145,7 +145,7 @@ def test_help_does_not_import_torch() -> None:
         "from llada_cli.main import cli\n"
         "for args in (['--help'], *[[c, '--help'] for c in cli.commands]):\n"
         "    assert cli.main(args, prog_name='llada', standalone_mode=False) == 0, args\n"
-        "print([m for m in ('torch', 'rich', 'llada_sdk.api', 'llada_sdk.engine') if m in sys.modules])\n"
+        "print([m for m in ('torch', 'rich', 'llada_sdk.api', 'llada_sdk.decoding.engine') if m in sys.modules])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=clean_env())
     assert out.returncode == 0, out.stderr
@@ -613,7 +613,7 @@ def test_debug_shows_the_traceback(no_tokenizer_model: Path) -> None:
 def test_canvas_view_marks_masks_and_highlights_the_latest_step() -> None:
     from llada_cli.view import FRESH_STYLE, MASK, MASK_STYLE, CanvasView
     from llada_sdk import CanvasEvent
-    from llada_sdk.engine import StepEvent
+    from llada_sdk.decoding.engine import StepEvent
 
     words = {10: "Zapur", 11: " lives", 12: " in", 13: " Duskmere", 14: "."}
     view = CanvasView(lambda t: words.get(t, "?"), lambda t: t in (0, 1), context=True)

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import torch
 
-from llada_sdk import policies
-from llada_sdk.engine import BlockEvent, DecodeConfig, DoneEvent, StepEvent, denoise, reference_blocks
-from llada_sdk.engine import generate as engine_generate
+from llada_sdk.decoding import policies
+from llada_sdk.decoding.engine import BlockEvent, DecodeConfig, DoneEvent, StepEvent, denoise, reference_blocks
+from llada_sdk.decoding.engine import generate as engine_generate
 from llada_sdk.options import GenerationOptions
 
 MASK = 336
@@ -101,7 +101,8 @@ def test_parallel_rules_decode_the_bundled_answer_in_fewer_passes(bundled: Any) 
 
 
 def test_every_parallel_rule_is_an_option_field_that_is_off_by_default() -> None:
-    from llada_sdk import options, rules
+    from llada_sdk import options
+    from llada_sdk.decoding import rules
 
     assert options.PARALLEL_RULES == tuple(rules.PARALLEL_RULES)
     for name in rules.PARALLEL_RULES:
@@ -109,7 +110,7 @@ def test_every_parallel_rule_is_an_option_field_that_is_off_by_default() -> None
 
 
 def test_the_engine_asks_the_rule_record(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llada_sdk import rules
+    from llada_sdk.decoding import rules
 
     seen: list[float] = []
 
@@ -295,7 +296,7 @@ class Stepping:
 
 
 def test_a_step_predictor_runs_the_budgeted_steps_and_nothing_else(tiny: Any) -> None:
-    from llada_sdk.backend import StepMaskPredictor
+    from llada_sdk.backends.base import StepMaskPredictor
 
     prompt = torch.tensor([[300, 5, 6, 7, 8], [300, 9, 10, 11, 12]])
     kw: dict[str, Any] = {"steps": 8, "gen_length": 8, "block_length": 4, "mask_id": MASK}

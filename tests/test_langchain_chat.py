@@ -22,7 +22,7 @@ from langchain_llada._utils import cached_models, load_model, to_llada_messages
 from langchain_llada.eval_tasks import kb_lookup_tool
 from llada_sdk.corpus import KB_LOOKUP_TOOL, build_corpus
 from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
-from llada_sdk.tools import render_tools
+from llada_sdk.text.tools import render_tools
 
 CORPUS = build_corpus(0, tools=True)
 HELD_OUT = next(p for p in CORPUS.people if p.held_out_chat)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from llada_sdk import LLaDA
-from llada_sdk.likelihood import chain_log_likelihoods
+from llada_sdk.decoding.likelihood import chain_log_likelihoods
 from tests.test_backends import NumpyWrapped
 from tests.test_onnx_bundle import kb, kb_bundle  # noqa: F401  (the bundled model exported to ONNX)
 
@@ -81,14 +81,14 @@ def test_chain_rule_needs_a_scored_token(tiny: Any) -> None:
     ],
 )
 def test_schema_names_get_their_length_from_the_chain_rule(bundled: Any, sentence: str, name: str) -> None:
-    from llada_sdk.structured import fill_schema
+    from llada_sdk.text.structured import fill_schema
 
     schema = {"type": "object", "properties": {k: {"type": "string"} for k in ("name", "city", "job")}}
     assert fill_schema(bundled, sentence, schema)["name"] == name
 
 
 def test_auto_scoring_calls_keep_the_logits_within_budget(bundled: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llada_sdk import infill
+    from llada_sdk.text import infill
 
     seen: list[tuple[int, int]] = []
     real = infill.chain_log_likelihoods
@@ -135,7 +135,7 @@ def counted(bundled: Any, monkeypatch: pytest.MonkeyPatch) -> list[Counted]:
 
 
 def test_too_many_auto_spans_are_refused_before_any_model_call(bundled: Any, counted: list[Counted]) -> None:
-    from llada_sdk.infill import MAX_AUTO_SPANS
+    from llada_sdk.text.infill import MAX_AUTO_SPANS
 
     text = " ".join(["[MASK:auto]"] * 20)
     message = rf"`text` has 20 \[MASK:auto\] spans, over the limit of {MAX_AUTO_SPANS} .*explicit lengths, \[MASK:n\]"
@@ -162,7 +162,7 @@ def test_five_auto_spans_on_a_known_text_are_refused_and_explicit_lengths_fill_i
 def test_the_length_search_stops_at_its_forward_pass_budget(
     bundled: Any, counted: list[Counted], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from llada_sdk import infill
+    from llada_sdk.text import infill
 
     text = "Zapur lives in [MASK:auto] and works as a [MASK:auto]."
     with warnings.catch_warnings():

@@ -18,7 +18,7 @@ pytest.importorskip("onnxscript")
 
 from llada_export.edgecheck import EXPECTED
 from llada_export.runtime import PLUGIN
-from llada_sdk.backend import register
+from llada_sdk.backends.base import register
 
 register(PLUGIN)
 pytestmark = pytest.mark.slow  # exports the bundled model first (~20 s); CI runs it with -m slow

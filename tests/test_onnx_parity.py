@@ -27,7 +27,7 @@ from llada_export.runtime import (
     load_bundle,
 )
 from llada_export.sidecar import Sidecar
-from llada_sdk.backend import CachedMaskPredictor, StepMaskPredictor, register
+from llada_sdk.backends.base import CachedMaskPredictor, StepMaskPredictor, register
 
 register(PLUGIN)  # until the entry point of pyproject.toml is installed
 
@@ -153,7 +153,7 @@ def test_generate_matches_reference(onnx_llm: Any, step_llm: Any, golden: Any, n
 def test_the_device_loop_sends_the_canvas_once(step_llm: Any, golden: Any) -> None:
     """Budgeted greedy steps run the commit graph: the canvas goes to the device once per call, every
     later step feeds the previous step's output back; same tokens and forward passes as the host loop."""
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
@@ -171,7 +171,7 @@ def test_the_device_loop_sends_the_canvas_once(step_llm: Any, golden: Any) -> No
 
 
 def test_device_loop_is_off_on_the_cpu_by_default_and_typed(onnx_llm: Any, bundle: Path) -> None:
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)
@@ -183,7 +183,7 @@ def test_device_loop_is_off_on_the_cpu_by_default_and_typed(onnx_llm: Any, bundl
 
 
 def test_greedy_runs_use_the_fused_graph_and_others_the_logits_graph(onnx_llm: Any) -> None:
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     def pick(**kw: Any) -> Any:
@@ -208,8 +208,8 @@ def test_greedy_runs_use_the_fused_graph_and_others_the_logits_graph(onnx_llm: A
 
 
 def test_fused_candidates_equal_the_policy_on_the_logits_graph(bundle: Path) -> None:
-    from llada_sdk import policies
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding import policies
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     backend, _ = load_bundle(bundle, providers="cpu", threads=1)
@@ -244,7 +244,7 @@ def test_chat_two_turns_matches_chat_py(onnx_llm: Any, golden: Any) -> None:
 @pytest.mark.parametrize("name", FASTDLLM + CACHE_CASES)
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "logits"])
 def test_fastdllm_threshold_and_caches_match_reference(onnx_llm: Any, golden: Any, name: str, fused: bool) -> None:
-    from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
+    from llada_sdk.decoding.engine import DecodeConfig, denoise, reference_blocks
     from llada_sdk.options import GenerationOptions
 
     case = _case(golden, name)
@@ -308,7 +308,7 @@ def test_device_loop_on_cuda_keeps_the_canvas_there(bundle: Path, golden: Any) -
 def test_commit_graph_equals_the_engine_on_long_rows_with_ties(bundle: Path) -> None:
     """The commit graph against ``engine.commit`` with budgets per row on 300-position rows whose
     confidences tie in runs (coarse values, and the -inf of every ineligible position)."""
-    from llada_sdk.engine import DecodeConfig, commit
+    from llada_sdk.decoding.engine import DecodeConfig, commit
     from llada_sdk.options import GenerationOptions
 
     backend, _ = load_bundle(bundle, providers="cpu", threads=1)
@@ -345,7 +345,7 @@ def test_version_1_bundles_without_the_commit_graph_still_load(bundle: Path, tmp
     (old / "commit.onnx").unlink()
     backend, _ = load_bundle(old, providers="cpu", threads=1, device_loop=True)
     assert not backend.has("commit") and backend.info()["device_loop"] is False
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     cfg = DecodeConfig.from_options(GenerationOptions(), mask_id=336, eos_id=301, eot_id=348)

@@ -27,7 +27,7 @@ from llada_export.providers import (  # noqa: E402
 )
 from llada_export.runtime import PLUGIN, LogitsPredictor, OnnxBackend, is_bundle, load_bundle  # noqa: E402
 from llada_export.sidecar import SIDECAR, GraphSpec, Sidecar, SpecialIds, TensorSpec  # noqa: E402
-from llada_sdk.backend import Backend, register  # noqa: E402
+from llada_sdk.backends.base import Backend, register  # noqa: E402
 from llada_sdk.config import LLaDAConfig  # noqa: E402
 from llada_sdk.errors import CheckpointError, MissingExtraError  # noqa: E402
 
@@ -129,7 +129,7 @@ def test_fake_bundle_loads_as_a_backend_on_the_cpu(fake: Path) -> None:
 
 
 def test_missing_graph_group_names_it_and_the_export_flag(fake: Path) -> None:
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     backend, _ = load_bundle(fake, providers="cpu")

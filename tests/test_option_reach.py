@@ -9,8 +9,9 @@ from click.testing import CliRunner
 
 from llada_cli.commands.generate import NOT_USED
 from llada_cli.main import cli
-from llada_sdk import engine, scoring
+from llada_sdk.decoding import engine
 from llada_sdk.options import GenerationOptions, ScoreOptions
+from llada_sdk.text import scoring
 
 # a value different from the default for every field; combinations valid with the defaults of the others
 NON_DEFAULT: dict[str, tuple[list[str], Any]] = {

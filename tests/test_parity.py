@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from llada_sdk.api import next_turn_ids
-from llada_sdk.likelihood import monte_carlo_log_likelihood
+from llada_sdk.decoding.likelihood import monte_carlo_log_likelihood
 from llada_sdk.options import GenerationOptions
 
 FORWARD_CASES = ["unpadded_batch", "left_padded_batch", "left_padded_batch_no_mask", "long_single"]
@@ -116,7 +116,7 @@ def test_chat_history_default_cuts_answer_at_first_end_token() -> None:
     "name", ["fastdllm_generate", "fastdllm_generate_threshold", "fastdllm_generate_threshold_low"]
 )
 def test_fastdllm_parallel_decoding_matches_reference(tiny: Any, golden: Any, name: str) -> None:
-    from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
+    from llada_sdk.decoding.engine import DecodeConfig, denoise, reference_blocks
 
     case = _case(golden, "generation", name)
     a = case["args"]
@@ -207,7 +207,7 @@ def test_fastdllm_kv_caches_match_reference_tokens_and_forward_count(tiny: Any, 
     assert out.tolist() == case["output"]
     # the forward count of Fast-dLLM revision 24cc59e (one redundant cached pass when the full pass
     # already finished a block); the fixed mode skips that pass and keeps the tokens
-    from llada_sdk.engine import DecodeConfig, denoise, reference_blocks
+    from llada_sdk.decoding.engine import DecodeConfig, denoise, reference_blocks
 
     for compat, expected in ((True, case["nfe"]), (False, None)):
         prompt = torch.tensor(case["prompt"])

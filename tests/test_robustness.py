@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 
 from llada_cli.main import cli
 from llada_sdk import LLaDA
-from llada_sdk import torch_backend as tb
+from llada_sdk.backends import torch_backend as tb
 from llada_sdk.loading import BUNDLED_DIR
 
 
@@ -40,7 +40,7 @@ def test_dependent_values_are_set_together_or_not_at_all() -> None:
 
 
 def test_an_error_during_a_turn_ends_only_that_turn(monkeypatch: pytest.MonkeyPatch) -> None:
-    from llada_sdk import session as session_module
+    from llada_sdk.text import session as session_module
 
     real = session_module.ChatSession.stream
     calls = {"n": 0}

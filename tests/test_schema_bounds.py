@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field, TypeAdapter, create_model
 
-from llada_sdk import structured
-from llada_sdk.structured import fill_schema, validate
+from llada_sdk.text import structured
+from llada_sdk.text.structured import fill_schema, validate
 from tests.test_structured import RandomLLM
 
 

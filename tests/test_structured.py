@@ -1,4 +1,4 @@
-"""Schema-exact structured output (llada_sdk.structured): skeletons, validity whatever the model writes,
+"""Schema-exact structured output (llada_sdk.text.structured): skeletons, validity whatever the model writes,
 extraction with the bundled model, and errors."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from llada_sdk.canvas import parse_masked_text
 from llada_sdk.eval import random_schema_model
-from llada_sdk.structured import fill_schema, fill_schema_result, json_schema_of, skeleton
+from llada_sdk.text.canvas import parse_masked_text
+from llada_sdk.text.structured import fill_schema, fill_schema_result, json_schema_of, skeleton
 from llada_sdk.tokenizer import Tokenizer
 
 BUNDLED = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
@@ -224,7 +224,7 @@ def test_a_list_is_written_item_by_item_and_ends_at_the_first_repeated_item() ->
 
 
 def test_nested_lists_cost_one_small_infill_per_item_written() -> None:
-    from llada_sdk.infill import MAX_AUTO_SPANS
+    from llada_sdk.text.infill import MAX_AUTO_SPANS
 
     fake = Scripted(distinct=100)
     res = fill_schema_result(fake, "x", Nested, max_items=3)  # type: ignore[arg-type]
@@ -237,7 +237,7 @@ def test_nested_lists_cost_one_small_infill_per_item_written() -> None:
 
 
 def test_a_run_of_scalar_fields_is_split_at_the_auto_span_limit() -> None:
-    from llada_sdk.infill import MAX_AUTO_SPANS
+    from llada_sdk.text.infill import MAX_AUTO_SPANS
 
     fields = {f"f{i}": (str, ...) for i in range(MAX_AUTO_SPANS + 2)}
     wide = __import__("pydantic").create_model("Wide", **fields)

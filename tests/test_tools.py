@@ -1,11 +1,11 @@
-"""The one tool-call format (llada_sdk.tools): rendering, parsing, and that the corpus uses it."""
+"""The one tool-call format (llada_sdk.text.tools): rendering, parsing, and that the corpus uses it."""
 
 from __future__ import annotations
 
 import pytest
 
 from llada_sdk.corpus import KB_LOOKUP_TOOL, build_corpus, lookup_result
-from llada_sdk.tools import (
+from llada_sdk.text.tools import (
     INSTRUCTION,
     ParsedToolCall,
     assistant_message,

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from llada_cli.main import cli
 from llada_sdk import LLaDA
-from llada_sdk.backend import CachedMaskPredictor
-from llada_sdk.engine import DecodeConfig
+from llada_sdk.backends.base import CachedMaskPredictor
+from llada_sdk.backends.torch_backend import CompiledPredictor, PackedLinear, prepack_available
+from llada_sdk.decoding.engine import DecodeConfig
 from llada_sdk.options import GenerationOptions
-from llada_sdk.torch_backend import CompiledPredictor, PackedLinear, prepack_available
 
 
 def test_compile_decodes_through_the_compiled_predictor_and_scores_eagerly() -> None:

@@ -126,7 +126,7 @@ def test_too_short_rows_are_refused_before_training(tmp_path: Path) -> None:
 
 def test_tool_rows_fit_and_every_batch_is_of_one_kind() -> None:
     from llada_sdk.corpus import tokenizer_training_text
-    from llada_sdk.tools import TOOL_CALL_OPEN
+    from llada_sdk.text.tools import TOOL_CALL_OPEN
     from llada_sdk.training import RowSampler, train_tokenizer
 
     cfg = TrainConfig(**TOOL_RECIPE)

@@ -348,7 +348,7 @@ def load_model(model: str | None, device: str | None, dtype: str) -> LLaDA:
     backend, options = chosen_backend(ctx, model)
     with busy(f"Loading {model or BUNDLED_MODEL}…"):
         from llada_sdk import LLaDA
-        from llada_sdk.backend import BackendOptionError
+        from llada_sdk.backends.base import BackendOptionError
         from llada_sdk.errors import LLaDAError, ModelNotFoundError
 
         try:

@@ -37,7 +37,7 @@ def median_seconds(fn: Callable[[], object], repeat: int) -> float:
 
 
 def _decode_seconds(predictor: Any, x: Any, prompt: int, block: int, decode: Any) -> float:
-    from llada_sdk.engine import denoise
+    from llada_sdk.decoding.engine import denoise
 
     n = x.shape[1] - prompt
     blocks = [(prompt + i, prompt + i + block) for i in range(0, n, block)]
@@ -71,7 +71,7 @@ def run(
 
     from llada_export.exporter import export
     from llada_export.runtime import load_bundle
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.model import LLaDAModel
     from llada_sdk.options import GenerationOptions
 

@@ -52,7 +52,7 @@ def run(bundle: str) -> dict[str, Any]:
     t0 = time.perf_counter()
     from llada_export.runtime import PLUGIN
     from llada_sdk import LLaDA
-    from llada_sdk.backend import register
+    from llada_sdk.backends.base import register
     from llada_sdk.results import TextEvent
 
     register(PLUGIN)  # also where the package's entry points are not installed (a source checkout)

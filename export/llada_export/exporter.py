@@ -186,7 +186,7 @@ def export(
     net, config, source = _load_model(model, ids)
     if source is not None and source != guessed:  # a Hub id: its folder is known now
         check_out(out, target, source, overwrite)
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.options import GenerationOptions
 
     if confidence_eos_eot_inf and config.eot_token_id is None:

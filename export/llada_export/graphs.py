@@ -25,9 +25,9 @@ class ExportError(LLaDAError, RuntimeError):
 
 
 def candidates(logits: Any, decode: Any) -> tuple[Any, Any]:
-    """The engine's own logits -> ``(x0, confidence)`` rule, ``llada_sdk.policies.candidates`` on torch
+    """The engine's own logits -> ``(x0, confidence)`` rule, ``llada_sdk.decoding.policies.candidates`` on torch
     tensors (the policy code itself, traced -- not a rewrite). ``decode``: a ``DecodeConfig``."""
-    from llada_sdk import policies
+    from llada_sdk.decoding import policies
 
     x0, conf = policies.candidates(logits, decode.rules, None)
     return x0, conf.float()

@@ -33,7 +33,7 @@ def _commit_pairs(backend: Any, decode: Any, probes: list[tuple[np.ndarray, np.n
     """The ``commit`` graph against the engine's own commit (``engine.commit``) on the probe canvases
     with masks, for several budgets and block ends, and on coarsened confidences (many exact ties):
     pairs of ``[next_ids, chosen]`` (graph, engine)."""
-    from llada_sdk.engine import commit
+    from llada_sdk.decoding.engine import commit
 
     rng = np.random.default_rng(1)
     session, greedy = backend.session("commit"), backend.predictor(decode)

@@ -1,4 +1,4 @@
-"""The predictors of a bundle (``llada_sdk.backend`` protocols on numpy arrays): plain logits, the fused
+"""The predictors of a bundle (``llada_sdk.backends.base`` protocols on numpy arrays): plain logits, the fused
 greedy head, the device loop (``StepPredictor``: greedy then ``commit`` with the canvas kept on the
 device) and Fast-dLLM's cached graphs. Never imports torch.
 """

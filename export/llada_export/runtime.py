@@ -1,4 +1,4 @@
-"""The onnxruntime backend: an edge bundle (``llada export``) as a ``llada_sdk.backend.Backend``.
+"""The onnxruntime backend: an edge bundle (``llada export``) as a ``llada_sdk.backends.base.Backend``.
 
 ``OnnxBackend`` speaks numpy (``ops = NUMPY``): its predictors take ``input_ids`` int64 ``[B, L]`` and
 an optional ``attention_mask`` ``[B, L]`` and return float32 logits ``[B, L, V]``, or, from the fused
@@ -34,13 +34,13 @@ from llada_export.providers import (
 )
 from llada_export.sessions import ON_DEVICE, Session, ort_module
 from llada_export.sidecar import SIDECAR, Sidecar
-from llada_sdk.arrays import NUMPY, ArrayOps
-from llada_sdk.backend import BackendPlugin
+from llada_sdk.backends.base import BackendPlugin
+from llada_sdk.decoding.arrays import NUMPY, ArrayOps
 from llada_sdk.errors import CheckpointError, TokenizerError
 
 if TYPE_CHECKING:
     from llada_sdk.config import LLaDAConfig
-    from llada_sdk.engine import DecodeConfig
+    from llada_sdk.decoding.engine import DecodeConfig
     from llada_sdk.tokenizer import Tokenizer
 
 _PRECISION_DTYPES = {"fp32": ("float32", "fp32"), "fp16": ("float16", "fp16"), "int8": ("int8", "qint8")}
@@ -53,7 +53,7 @@ class OnnxBackend:
     Attributes:
         name: ``"onnxruntime"``.
         config: the model's ``LLaDAConfig``, from the sidecar.
-        ops: ``llada_sdk.arrays.NUMPY``: predictors take and return numpy arrays.
+        ops: ``llada_sdk.decoding.arrays.NUMPY``: predictors take and return numpy arrays.
         sidecar: the validated ``llada_onnx.json``.
         folder: the bundle directory.
     """

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from llada_sdk.assistant import ToolCall, TurnDelta, TurnEnd, TurnEvent
 from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
+from llada_sdk.text.assistant import ToolCall, TurnDelta, TurnEnd, TurnEvent
 
 
 class RemoteError(RuntimeError):
@@ -94,7 +94,7 @@ def chat_turn(
     timeout: float | None = None,
     check: Callable[[str], None] = lambda _what: None,
 ) -> Iterator[TurnEvent]:
-    """One assistant turn answered by the server, as ``llada_sdk.assistant.assistant_turn`` events."""
+    """One assistant turn answered by the server, as ``llada_sdk.text.assistant.assistant_turn`` events."""
     body: dict[str, Any] = {
         "model": model,
         "messages": [dict(m) for m in messages],

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 
 from llada_sdk.loading import BUNDLED_MODEL
 from llada_sdk.options import GenerationOptions, format_validation_error
-from llada_sdk.tools import assistant_message, tool_result_message
+from llada_sdk.text.tools import assistant_message, tool_result_message
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA
@@ -244,7 +244,7 @@ def text_of(content: Any, where: str) -> str:
 
 
 def to_llada_messages(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
-    """LangChain messages as ``{"role", "content"}`` dicts in the format of ``llada_sdk.tools``.
+    """LangChain messages as ``{"role", "content"}`` dicts in the format of ``llada_sdk.text.tools``.
 
     System -> ``system``, human -> ``user``, AI -> ``assistant`` (its tool calls rendered after its
     text), tool -> ``tool``, ``ChatMessage`` -> its role.

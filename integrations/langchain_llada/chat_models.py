@@ -1,14 +1,14 @@
 """``ChatLLaDA``: a LLaDA masked-diffusion model as a LangChain chat model.
 
 Input flow: LangChain messages -> ``{"role", "content"}`` dicts in the tool-call format of
-``llada_sdk.tools`` (tools in the system message, tool calls and results as turns) -> the model's
+``llada_sdk.text.tools`` (tools in the system message, tool calls and results as turns) -> the model's
 chat template -> ``LLaDA.stream_chat``. Output flow: the ``TextEvent`` of each finished block is a
 chunk; tool calls are parsed out of the text at the end and streamed as ``tool_call_chunks``; the
 last chunk carries usage and response metadata.
 
 Forced tool calls (``tool_choice`` "any" / "required" / a name) and ``with_structured_output`` do not
 generate free text: the JSON skeleton of the schema is fixed on the canvas and the model writes only
-the values (``llada_sdk.structured.fill_schema``), so the result always parses and validates.
+the values (``llada_sdk.text.structured.fill_schema``), so the result always parses and validates.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from langchain_llada._utils import (
     split_call_kwargs,
     to_llada_messages,
 )
-from llada_sdk.assistant import TurnDelta, TurnEnd, assistant_turn, normalize_tool_choice
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import StepEvent
-from llada_sdk.structured import json_schema_of
-from llada_sdk.tools import (
+from llada_sdk.text.assistant import TurnDelta, TurnEnd, assistant_turn, normalize_tool_choice
+from llada_sdk.text.structured import json_schema_of
+from llada_sdk.text.tools import (
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
     tool_spec,
@@ -173,7 +173,7 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
         tool_choice: ToolChoice = None,
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
-        """Offer ``tools`` to the model (rendered into the system message, ``llada_sdk.tools`` format).
+        """Offer ``tools`` to the model (rendered into the system message, ``llada_sdk.text.tools`` format).
 
         Args:
             tools: OpenAI-format dicts, pydantic models, functions or LangChain tools.
@@ -266,7 +266,7 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
         )
 
     def _chunks(self, call: _Call, cancel: threading.Event | None = None) -> Iterator[ChatGenerationChunk]:
-        """The turn (``llada_sdk.assistant``: free text, a forced call or a structured answer) as chunks,
+        """The turn (``llada_sdk.text.assistant``: free text, a forced call or a structured answer) as chunks,
         run here or, with ``base_url``, by the server."""
 
         def check(what: str) -> None:

@@ -1,7 +1,7 @@
 """``create_app(llm)``: the OpenAI-compatible HTTP server of a loaded ``LLaDA``.
 
 Each generation request runs the ordinary text API in a worker thread, on a ``BatchingBackend``: its
-denoising steps share one batched forward with every other request in progress (``llada_sdk.batching``),
+denoising steps share one batched forward with every other request in progress (``llada_sdk.decoding.batching``),
 so greedy answers equal the single-request SDK answers. Admission is bounded (``max_concurrent``
 requests decode, ``max_queue`` more wait, the rest get 503 with ``Retry-After``); each request has a
 deadline and is cancelled at its next step when it passes or when the client goes away.
@@ -26,7 +26,11 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
 from llada_sdk import LLaDA
-from llada_sdk.assistant import (
+from llada_sdk.decoding.batching import BatchingBackend, Cancelled, RequestHandle, StepBatcher
+from llada_sdk.errors import LLaDAError
+from llada_sdk.options import GenerationOptions
+from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
+from llada_sdk.text.assistant import (
     FINISH_REASONS,
     ToolCall,
     TurnDelta,
@@ -34,11 +38,7 @@ from llada_sdk.assistant import (
     assistant_turn,
     normalize_tool_choice,
 )
-from llada_sdk.batching import BatchingBackend, Cancelled, RequestHandle, StepBatcher
-from llada_sdk.errors import LLaDAError
-from llada_sdk.options import GenerationOptions
-from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
-from llada_sdk.tools import tool_spec
+from llada_sdk.text.tools import tool_spec
 from llada_server.metrics import Metrics
 from llada_server.protocol import (
     CHAT_FIELDS,

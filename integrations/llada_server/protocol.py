@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llada_sdk.options import GenerationOptions
-from llada_sdk.tools import assistant_message, tool_result_message
+from llada_sdk.text.tools import assistant_message, tool_result_message
 
 OPTION_FIELDS = frozenset(GenerationOptions.model_fields)
 """The ``GenerationOptions`` fields a request may set as extra body fields."""
@@ -240,7 +240,7 @@ def _text(content: Any, where: str) -> str:
 
 
 def chat_messages(messages: Any) -> list[dict[str, str]]:
-    """OpenAI chat messages as the core's ``{"role", "content"}`` dicts (``llada_sdk.tools`` format:
+    """OpenAI chat messages as the core's ``{"role", "content"}`` dicts (``llada_sdk.text.tools`` format:
     an assistant's ``tool_calls`` rendered after its text, ``tool`` results as turns)."""
     if not isinstance(messages, list) or not messages:
         raise bad("messages", "`messages` must be a non-empty list of messages")

@@ -53,7 +53,7 @@ def infill(
       llada infill "Zapur's parent is [MASK:auto]." --json
       llada infill "Zapur lives in Duskmere." --schema person.json
     """
-    from llada_sdk.canvas import parse_masked_text
+    from llada_sdk.text.canvas import parse_masked_text
 
     options = resolve_options(ctx)
     text = text_or_stdin(text, "TEXT")
@@ -82,11 +82,11 @@ def _fill_schema(
     options: object,
     as_json: bool,
 ) -> None:
-    """``--schema``: fill the JSON schema of ``schema_file`` from TEXT (``llada_sdk.structured``)."""
+    """``--schema``: fill the JSON schema of ``schema_file`` from TEXT (``llada_sdk.text.structured``)."""
     import json
 
     from llada_cli.common import read_text_file
-    from llada_sdk.structured import fill_schema_result, skeleton
+    from llada_sdk.text.structured import fill_schema_result, skeleton
 
     try:
         schema = json.loads(read_text_file(schema_file))
