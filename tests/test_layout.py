@@ -35,13 +35,14 @@ def test_missing_torch_gives_the_pip_command() -> None:
 def test_distribution_installs_only_prefixed_packages() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     find = meta["tool"]["setuptools"]["packages"]["find"]
-    assert {p.rstrip("*") for p in find["include"]} == {"llada_sdk", "llada_export", "langchain_llada", "llada_cli"}
-    for root, name in zip(find["where"], ["llada_sdk", "llada_export", "langchain_llada", "llada_cli"]):
-        assert (ROOT / root / name / "__init__.py").is_file()
+    packages = {"llada_sdk", "llada_export", "langchain_llada", "llada_server", "llada_cli"}
+    assert {p.rstrip("*") for p in find["include"]} == packages
+    for name in packages:
+        assert any((ROOT / root / name / "__init__.py").is_file() for root in find["where"]), name
     base = meta["project"]["dependencies"]
     assert not any(d.startswith("torch") for d in base)  # the edge runtime must install without torch
     extras = meta["project"]["optional-dependencies"]
-    assert {"torch", "onnx", "gpu", "langchain", "dev"} <= set(extras)
+    assert {"torch", "onnx", "gpu", "langchain", "serve", "ray", "dev"} <= set(extras)
     assert not ({d.split(">")[0] for d in extras["onnx"]} & {"onnxruntime-gpu"})
 
 
