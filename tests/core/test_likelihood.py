@@ -11,8 +11,8 @@ import torch
 
 from llada_sdk import LLaDA
 from llada_sdk.decoding.likelihood import chain_log_likelihoods
-from tests.test_backends import NumpyWrapped
-from tests.test_onnx_bundle import kb, kb_bundle  # noqa: F401  (the bundled model exported to ONNX)
+from tests.core.test_backends import NumpyWrapped
+from tests.export.test_onnx_bundle import kb, kb_bundle  # noqa: F401  (the bundled model exported to ONNX)
 
 
 def _chain(llm: Any, seqs: list[list[int]], start: int, suffix: int = 1, stops: Any = None) -> list[float]:

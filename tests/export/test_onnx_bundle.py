@@ -22,7 +22,7 @@ from llada_sdk.backends.base import register
 
 register(PLUGIN)
 pytestmark = pytest.mark.slow  # exports the bundled model first (~20 s); CI runs it with -m slow
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import torch
 
 from tests._blocks import PRINT, Runner, checked, expected_output, fenced_blocks
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 
 
 def test_readme_python_examples_run() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tomllib
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:

@@ -17,7 +17,7 @@ pytest.importorskip("ray.serve")
 yaml = pytest.importorskip("yaml")
 openai = pytest.importorskip("openai")
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 def _free_port() -> int:

@@ -131,7 +131,7 @@ def test_the_wheel_holds_every_module(tmp_path: Path) -> None:
     import sys
     import zipfile
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     subprocess.run(
         [
             sys.executable,

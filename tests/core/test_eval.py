@@ -38,7 +38,7 @@ def test_every_task_is_documented_in_the_evaluation_table(bundled: Any) -> None:
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parent.parent / "docs" / "bundled-model.md").read_text()
+    readme = (Path(__file__).parents[2] / "docs" / "bundled-model.md").read_text()
     documented = set(re.findall(r"^\| `([a-z_]+)` \| .* \| \d+ \| [\d.]+ % \|$", readme, re.M))
     tasks = build_tasks(bundled)
     assert set(tasks) == documented
@@ -84,7 +84,7 @@ def test_eval_json_contract() -> None:
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=Path(__file__).parent.parent,
+        cwd=Path(__file__).parents[2],
     )
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 UPPER = ("llada_cli", "llada_export", "langchain_llada", "llada_server")
 # the core modules that may import torch at module level: the model and what only makes sense with it
 TORCH_MODULES = {"model.py", "torch_backend.py", "decode_bench.py", "training"}  # files, or packages

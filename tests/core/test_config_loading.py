@@ -12,8 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llada_sdk import CheckpointError, ConfigError, LLaDA, LLaDAConfig, ModelNotFoundError, TokenizerError
-
-from .conftest import META_8B, TINY
+from tests.conftest import META_8B, TINY
 
 
 def _copy_tiny(dst: Path) -> Path:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, TypeAdapter, create_model
 
 from llada_sdk.text import structured
 from llada_sdk.text.structured import fill_schema, validate
-from tests.test_structured import RandomLLM
+from tests.core.test_structured import RandomLLM
 
 
 def _number_schema(kind: str, **bounds: Any) -> dict[str, Any]:

@@ -164,8 +164,7 @@ LOW_PRECISION_BOUNDS = {"bfloat16": (0.12, 2.5, 0.92), "float16": (0.02, 0.5, 0.
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_low_precision_logits_stay_close_to_fp32(golden: Any, golden_tensors: Any, dtype: str) -> None:
     from llada_sdk import LLaDA
-
-    from .conftest import TINY
+    from tests.conftest import TINY
 
     mean_bound, max_bound, agree_bound = LOW_PRECISION_BOUNDS[dtype]
     llm = LLaDA.from_pretrained(TINY, device="cpu", dtype=dtype)

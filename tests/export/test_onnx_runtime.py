@@ -33,7 +33,7 @@ from llada_sdk.errors import CheckpointError, MissingExtraError  # noqa: E402
 
 register(PLUGIN)
 V = 16
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _logits_graph(path: Path, vocab: int = V) -> None:

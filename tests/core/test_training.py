@@ -174,7 +174,7 @@ def recipe_commands() -> list[tuple[str, list[str]]]:
     """The commands of docs/train_bundled.sh as ``(program, argv)``, its variables expanded."""
     import shlex
 
-    text = (Path(__file__).parent.parent / "docs" / "train_bundled.sh").read_text().replace("\\\n", " ")
+    text = (Path(__file__).parents[2] / "docs" / "train_bundled.sh").read_text().replace("\\\n", " ")
     variables = {"runs": "runs"}
     out = []
     for line in text.splitlines():
@@ -207,7 +207,7 @@ def test_the_recipe_script_is_the_shipped_models() -> None:
         previous = out
         configs.append(cfg)
     assert commands[-1][1] == ["--model", previous] == ["--model", "runs/bundled"]
-    bundled = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
+    bundled = Path(__file__).parents[2] / "llada_sdk" / "bundled" / "llada-tiny-kb"
     corpus = build_corpus(configs[0].seed, tools=True)
     tok = train_tokenizer(tokenizer_training_text(corpus), 512, tool_tokens=True, split_spaces=True)
     assert json.loads(tok.to_str()) == json.loads((bundled / "tokenizer.json").read_text())

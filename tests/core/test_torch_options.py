@@ -72,7 +72,7 @@ def test_prepack_needs_float32_on_the_cpu() -> None:
 
 def test_speed_options_are_refused_on_an_onnx_bundle(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
-    from tests.test_onnx_runtime import make_bundle
+    from tests.export.test_onnx_runtime import make_bundle
 
     bundle = make_bundle(tmp_path / "b")
     for name in ("compile", "prepack"):

@@ -31,7 +31,7 @@ from llada_sdk.backends.base import CachedMaskPredictor, StepMaskPredictor, regi
 
 register(PLUGIN)  # until the entry point of pyproject.toml is installed
 
-TINY = Path(__file__).parent / "fixtures" / "llada-tiny"
+TINY = Path(__file__).parents[1] / "fixtures" / "llada-tiny"
 GENERATE_KEYS = [
     "steps",
     "gen_length",

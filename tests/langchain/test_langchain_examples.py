@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("langchain")
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 pytestmark = pytest.mark.slow  # each example runs the model in a subprocess
 

@@ -9,8 +9,7 @@ import pytest
 
 from llada_sdk import TokenizerError
 from llada_sdk.tokenizer import Tokenizer, _render
-
-from .conftest import META_8B
+from tests.conftest import META_8B
 
 
 def test_llada_8b_chat_template_renders_like_hugging_face() -> None:

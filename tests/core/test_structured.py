@@ -18,7 +18,7 @@ from llada_sdk.text.canvas import parse_masked_text
 from llada_sdk.text.structured import fill_schema, fill_schema_result, json_schema_of, skeleton
 from llada_sdk.tokenizer import Tokenizer
 
-BUNDLED = Path(__file__).parent.parent / "llada_sdk" / "bundled" / "llada-tiny-kb"
+BUNDLED = Path(__file__).parents[2] / "llada_sdk" / "bundled" / "llada-tiny-kb"
 
 
 class Person(BaseModel):

@@ -15,7 +15,7 @@ from llada_sdk import LLaDA
 from llada_sdk.backends.base import Backend, CachedMaskPredictor, MaskPredictor
 from llada_sdk.decoding.arrays import NUMPY
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 class NumpyWrapped:
