@@ -9,7 +9,6 @@ decoded together, in one padded batch.
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -28,14 +27,9 @@ from langchain_llada._utils import (
 )
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import ResultEvent, TextEvent, TextResult
+from llada_sdk.text.canvas import has_spans
 
-_SPAN = re.compile(r"(?<!\\)\[MASK(?::[^\]]*)?\]")
 _CALL_KWARGS = ("suffix", "model", "timeout")
-
-
-def has_spans(prompt: str) -> bool:
-    """Whether ``prompt`` holds a ``[MASK…]`` span (not escaped as ``\\[MASK]``)."""
-    return _SPAN.search(prompt) is not None
 
 
 def _info(result: TextResult, model_name: str) -> dict[str, Any]:

@@ -14,6 +14,18 @@ from dataclasses import dataclass
 from llada_sdk.decoding.policies import answer_ended, cut_at_end
 
 _SPAN = re.compile(r"\\\[MASK(?::[^\]]*)?\]|\[MASK(?::([^\]]*))?\]")
+"""The one span grammar: ``\\[MASK…]`` (escaped, literal text) or ``[MASK]`` / ``[MASK:arg]``."""
+
+
+def has_spans(text: str) -> bool:
+    """Whether ``text`` holds a ``[MASK…]`` span that is not escaped as ``\\[MASK…]``."""
+    return any(not m.group(0).startswith("\\") for m in _SPAN.finditer(text))
+
+
+def escape_spans(text: str) -> str:
+    """``text`` with every ``[MASK…]`` escaped (also one already written as ``\\[MASK…]``), so that
+    ``parse_masked_text`` gives ``text`` back exactly."""
+    return _SPAN.sub(lambda m: "\\" + m.group(0), text)
 
 
 @dataclass

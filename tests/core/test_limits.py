@@ -18,9 +18,11 @@ from click.testing import CliRunner
 
 from llada_cli.common import MAX_INPUT_BYTES, read_text_file
 from llada_cli.main import cli
+from llada_sdk import chat_template
 from llada_sdk import tokenizer as tokenizer_module
+from llada_sdk.chat_template import TEMPLATE_MAX_RANGE
 from llada_sdk.errors import TokenizerError
-from llada_sdk.tokenizer import TEMPLATE_MAX_RANGE, Tokenizer, _render
+from llada_sdk.tokenizer import Tokenizer, _render
 
 MB10 = "Zapur lives in Duskmere. " * 400_000  # 10 MB
 
@@ -306,13 +308,13 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> None:
         now[0] += 0.01
         return now[0]
 
-    monkeypatch.setattr(tokenizer_module, "_clock", clock)
+    monkeypatch.setattr(chat_template, "_clock", clock)
 
 
 @pytest.fixture
 def no_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """The size limits alone, however slow the machine."""
-    monkeypatch.setattr(tokenizer_module, "TEMPLATE_TIMEOUT_S", 1e9)
+    monkeypatch.setattr(chat_template, "TEMPLATE_TIMEOUT_S", 1e9)
 
 
 HOSTILE: list[tuple[str, str, tuple[str, ...]]] = [
