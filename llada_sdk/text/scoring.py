@@ -11,6 +11,7 @@ from llada_sdk.decoding.likelihood import monte_carlo_log_likelihood
 from llada_sdk.options import ScoreOptions
 from llada_sdk.results import Choice
 from llada_sdk.text.runner import check_length
+from llada_sdk.text.validate import check_text
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA
@@ -20,6 +21,8 @@ def pair_ids(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequen
     """``[BOS] prompt`` and ``continuation`` as ids; trailing spaces of a text prompt move to the
     continuation (as lm-eval does). Token ids are taken as they are."""
     if isinstance(prompt, str) and isinstance(continuation, str):
+        check_text(prompt, "prompt")
+        check_text(continuation, "continuation")
         moved = len(prompt) - len(prompt.rstrip(" "))
         prompt, continuation = prompt[: len(prompt) - moved], prompt[len(prompt) - moved :] + continuation
         tok = llm.require_tokenizer()

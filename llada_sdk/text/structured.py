@@ -65,6 +65,7 @@ from llada_sdk.text.schema import (
     validate,
 )
 from llada_sdk.text.schema_values import _number_value, _string_value
+from llada_sdk.text.validate import check_text
 
 if TYPE_CHECKING:
     from llada_sdk.api import LLaDA
@@ -153,8 +154,7 @@ def fill_schema_result(
     puts ``<tool_call>{"name": ..., "arguments": `` before the arguments' skeleton and ``}</tool_call>``
     after it); ``text`` is the JSON alone.
     """
-    if not isinstance(prompt, str):
-        raise TypeError(f"`prompt` must be a string, got {type(prompt).__name__}: {prompt!r}")
+    check_text(prompt, "prompt")
     max_string_tokens = _check_int(max_string_tokens, "max_string_tokens", 1)
     max_number_tokens = _check_int(max_number_tokens, "max_number_tokens", 1)
     max_items = _check_int(max_items, "max_items", 0)
