@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -270,6 +270,48 @@ async def _opened(server: _Server, items: AsyncIterator[Any]) -> _Peeked:
     return _Peeked(head, items)
 
 
+class _Tally:
+    """What a stream counts as it goes: usage, and when its first content chunk left."""
+
+    def __init__(self, server: _Server) -> None:
+        self.server, self.started, self.first = server, time.perf_counter(), True
+        self.prompt = self.completion = 0
+
+    def first_chunk(self) -> None:
+        if self.first:
+            self.server.metrics.first_chunk.observe(time.perf_counter() - self.started)
+            self.first = False
+
+
+async def _sse(
+    server: _Server,
+    items: _Peeked,
+    render: Callable[[int, Any, _Tally], list[dict[str, str]]],
+    usage: Callable[..., dict[str, str]] | None,
+    head: Sequence[dict[str, str]] = (),
+) -> AsyncIterator[dict[str, str]]:
+    """The SSE events of a run: ``head``, each item rendered, the usage chunk (``usage``: the chunk
+    maker, when asked for), then ``[DONE]``; an error after the first event is an error event. Ends the
+    run and releases its admission whatever happens."""
+    tally = _Tally(server)
+    try:
+        for event in head:
+            yield event
+        async for i, ev in items:
+            for event in render(i, ev, tally):
+                yield event
+        server.metrics.tokens.labels("prompt").inc(tally.prompt)
+        server.metrics.tokens.labels("completion").inc(tally.completion)
+        if usage is not None:
+            yield usage([], usage=_usage(tally.prompt, tally.completion))
+    except Exception as exc:
+        yield _sse_error(_as_api_error(exc))
+    finally:
+        await items.aclose()
+        server.release()
+    yield {"data": "[DONE]"}
+
+
 async def _respond(events: AsyncIterator[dict[str, str]], server: _Server) -> Response:
     """An SSE response of ``events``, or the error response when the run fails before its first chunk."""
     try:
@@ -503,38 +545,28 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
                 "usage": _usage(prompt, completion),
             }
 
+        def render(i: int, ev: Any, tally: _Tally) -> list[dict[str, str]]:
+            if isinstance(ev, dict):
+                return [chunk([], llada_step={"index": i, **ev})]
+            if isinstance(ev, TurnDelta):
+                tally.first_chunk()
+                return [chunk([{"index": i, "delta": {"content": ev.text}, "finish_reason": None}])]
+            out = []
+            if ev.tool_calls:
+                calls = [{"index": k, **c} for k, c in enumerate(_tool_calls(ev.tool_calls))]
+                out.append(chunk([{"index": i, "delta": {"tool_calls": calls}, "finish_reason": None}]))
+            out.append(chunk([{"index": i, "delta": {}, "finish_reason": ev.finish_reason}]))
+            tally.prompt, tally.completion = ev.prompt_tokens, tally.completion + ev.completion_tokens
+            return out
+
         async def events() -> AsyncIterator[dict[str, str]]:
-            started = time.perf_counter()
-            first = True
-            prompt, completion = 0, 0
             items = await _opened(server, server.stream(turns))  # errors before any output keep their status
-            try:
-                for i in range(n):
-                    yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
-                async for i, ev in items:
-                    if isinstance(ev, dict):
-                        yield chunk([], llada_step={"index": i, **ev})
-                    elif isinstance(ev, TurnDelta):
-                        if first:
-                            server.metrics.first_chunk.observe(time.perf_counter() - started)
-                            first = False
-                        yield chunk([{"index": i, "delta": {"content": ev.text}, "finish_reason": None}])
-                    elif isinstance(ev, TurnEnd):
-                        if ev.tool_calls:
-                            calls = [{"index": k, **c} for k, c in enumerate(_tool_calls(ev.tool_calls))]
-                            yield chunk([{"index": i, "delta": {"tool_calls": calls}, "finish_reason": None}])
-                        yield chunk([{"index": i, "delta": {}, "finish_reason": ev.finish_reason}])
-                        prompt, completion = ev.prompt_tokens, completion + ev.completion_tokens
-                server.metrics.tokens.labels("prompt").inc(prompt)
-                server.metrics.tokens.labels("completion").inc(completion)
-                if usage_chunk:
-                    yield chunk([], usage=_usage(prompt, completion))
-            except Exception as exc:
-                yield _sse_error(_as_api_error(exc))
-            finally:
-                await items.aclose()
-                server.release()
-            yield {"data": "[DONE]"}
+            roles = [
+                chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+                for i in range(n)
+            ]
+            async for event in _sse(server, items, render, chunk if usage_chunk else None, roles):
+                yield event
 
         return await _respond(events(), server)
 
@@ -619,33 +651,21 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
             obj = {"id": rid, "object": "text_completion", "created": created, "model": settings.model_name}
             return {"data": json.dumps({**obj, "choices": choices, **extra}, ensure_ascii=False)}
 
+        def render(i: int, ev: Any, tally: _Tally) -> list[dict[str, str]]:
+            if isinstance(ev, TextEvent) and ev.delta:
+                tally.first_chunk()
+                return [chunk([{"index": i, "text": ev.delta, "logprobs": None, "finish_reason": None}])]
+            if isinstance(ev, ResultEvent):
+                r = ev.results[0]
+                tally.prompt += r.prompt_tokens if i % n == 0 else 0
+                tally.completion += r.completion_tokens
+                return [chunk([{**choice(i, r), "text": ""}])]
+            return []
+
         async def events() -> AsyncIterator[dict[str, str]]:
-            started = time.perf_counter()
-            first = True
-            prompt_tokens = completion_tokens = 0
             items = await _opened(server, server.stream(every))
-            try:
-                async for i, ev in items:
-                    if isinstance(ev, TextEvent) and ev.delta:
-                        if first:
-                            server.metrics.first_chunk.observe(time.perf_counter() - started)
-                            first = False
-                        yield chunk([{"index": i, "text": ev.delta, "logprobs": None, "finish_reason": None}])
-                    elif isinstance(ev, ResultEvent):
-                        r = ev.results[0]
-                        yield chunk([{**choice(i, r), "text": ""}])
-                        prompt_tokens += r.prompt_tokens if i % n == 0 else 0
-                        completion_tokens += r.completion_tokens
-                server.metrics.tokens.labels("prompt").inc(prompt_tokens)
-                server.metrics.tokens.labels("completion").inc(completion_tokens)
-                if usage_chunk:
-                    yield chunk([], usage=_usage(prompt_tokens, completion_tokens))
-            except Exception as exc:
-                yield _sse_error(_as_api_error(exc))
-            finally:
-                await items.aclose()
-                server.release()
-            yield {"data": "[DONE]"}
+            async for event in _sse(server, items, render, chunk if usage_chunk else None):
+                yield event
 
         return await _respond(events(), server)
 
