@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Optional, TypeVar
 
 from langchain_core.language_models import LangSmithParams
 from langchain_core.messages import (
@@ -18,7 +18,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, model_validator
 
 from llada_sdk.loading import BUNDLED_MODEL
 from llada_sdk.options import GenerationOptions, format_validation_error
@@ -37,7 +37,7 @@ def _describe(name: str) -> str:
     return f"{info.description} (GenerationOptions.{name}; None = {default!r})"
 
 
-class LLaDAParams(BaseModel):
+class _Params(BaseModel):
     """Fields shared by ``ChatLLaDA`` and ``LLaDALLM``.
 
     Every ``GenerationOptions`` field is a field here, default ``None`` (= the options default);
@@ -64,24 +64,6 @@ class LLaDAParams(BaseModel):
     fields and features over HTTP; ``model`` is then the server's model id."""
     api_key: SecretStr | None = None
     """The server's API key (``llada serve --api-key``), with ``base_url``."""
-
-    max_tokens: int | None = Field(default=None, description=_describe("max_tokens"))
-    steps: int | None = Field(default=None, description=_describe("steps"))
-    block_length: int | None = Field(default=None, description=_describe("block_length"))
-    temperature: float | None = Field(default=None, description=_describe("temperature"))
-    cfg_scale: float | None = Field(default=None, description=_describe("cfg_scale"))
-    remasking: Literal["low_confidence", "random"] | None = Field(default=None, description=_describe("remasking"))
-    threshold: float | None = Field(default=None, description=_describe("threshold"))
-    factor: float | None = Field(default=None, description=_describe("factor"))
-    entropy_bound: float | None = Field(default=None, description=_describe("entropy_bound"))
-    cache: Literal["none", "prefix", "dual"] | None = Field(default=None, description=_describe("cache"))
-    logits_eos_inf: bool | None = Field(default=None, description=_describe("logits_eos_inf"))
-    confidence_eos_eot_inf: bool | None = Field(default=None, description=_describe("confidence_eos_eot_inf"))
-    early_stop: bool | None = Field(default=None, description=_describe("early_stop"))
-    stop: list[str] | None = Field(default=None, description=_describe("stop"))
-    seed: int | None = Field(default=None, description=_describe("seed"))
-    reference_compat: bool | None = Field(default=None, description=_describe("reference_compat"))
-    max_auto_length: int | None = Field(default=None, description=_describe("max_auto_length"))
 
     @model_validator(mode="after")
     def _check_generation_fields(self) -> Any:
@@ -172,6 +154,20 @@ class LLaDAParams(BaseModel):
             params["ls_stop"] = list(opts.stop)
         return params
 
+
+def _option_fields() -> dict[str, Any]:
+    """A field per ``GenerationOptions`` field, default None (= the options default): a new option (a
+    new parallel-decoding rule, say) becomes a LangChain field without an edit here."""
+    return {
+        name: (Optional[info.annotation], Field(default=None, description=_describe(name)))  # noqa: UP045
+        for name, info in GenerationOptions.model_fields.items()
+    }
+
+
+if TYPE_CHECKING:
+    LLaDAParams = _Params
+else:
+    LLaDAParams = create_model("LLaDAParams", __base__=_Params, __module__=__name__, **_option_fields())
 
 # ---------------------------------------------------------------------------------------------
 # the model cache
