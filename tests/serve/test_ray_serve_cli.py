@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]  # CI runs these on their own: Ray wants both cores
 pytest.importorskip("ray.serve")
 yaml = pytest.importorskip("yaml")
 openai = pytest.importorskip("openai")
