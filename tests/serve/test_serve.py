@@ -268,6 +268,7 @@ def test_api_key_cors_and_a_500_without_traceback(bundled: LLaDA) -> None:
 # -- load: batching, cancellation, queue, timeout --------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of decoding: the slow run has it
 def test_sixteen_concurrent_requests_are_batched_and_token_exact(base: str, bundled: LLaDA) -> None:
     from llada_sdk.corpus import people
 
@@ -326,6 +327,7 @@ def test_a_client_that_goes_away_cancels_its_request(bundled: LLaDA) -> None:
         assert state.backend.batcher.stats.forwards < 320  # cancelled, not run to the end
 
 
+@pytest.mark.slow  # seconds of decoding: the slow run has it
 def test_a_full_queue_answers_503_with_retry_after_and_accepted_requests_finish(bundled: LLaDA) -> None:
     app = create_app(bundled, max_concurrent=1, max_queue=1)
     with serving(app) as url:
@@ -353,6 +355,7 @@ def test_a_request_past_its_timeout_gets_408(bundled: LLaDA) -> None:
 # -- LangChain's ChatOpenAI ------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of decoding: the slow run has it
 def test_chat_openai_invokes_streams_calls_tools_and_structures(base: str) -> None:
     lc = pytest.importorskip("langchain_openai")
     from langchain.agents import create_agent
@@ -425,6 +428,7 @@ def test_llada_serve_drains_open_requests_on_sigterm() -> None:
 # -- ChatLLaDA / LLaDALLM over HTTP -------------------------------------------------------------------
 
 
+@pytest.mark.slow  # seconds of decoding: the slow run has it
 def test_langchain_classes_over_http_behave_as_local_ones(base: str) -> None:
     pytest.importorskip("langchain_core")
     from langchain_llada import ChatLLaDA, LLaDALLM
