@@ -300,8 +300,7 @@ async def _sse(
         async for i, ev in items:
             for event in render(i, ev, tally):
                 yield event
-        server.metrics.tokens.labels("prompt").inc(tally.prompt)
-        server.metrics.tokens.labels("completion").inc(tally.completion)
+        server.metrics.count_tokens(tally.prompt, tally.completion)
         if usage is not None:
             yield usage([], usage=_usage(tally.prompt, tally.completion))
     except Exception as exc:
@@ -534,8 +533,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
                 choices.append({"index": i, "message": message, "finish_reason": end.finish_reason})
             prompt = ends[0].prompt_tokens
             completion = sum(e.completion_tokens for e in ends)
-            server.metrics.tokens.labels("prompt").inc(prompt)
-            server.metrics.tokens.labels("completion").inc(completion)
+            server.metrics.count_tokens(prompt, completion)
             return {
                 "id": rid,
                 "object": "chat.completion",
@@ -636,8 +634,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
                 server.release()
             prompt_tokens = sum(r.prompt_tokens for r in results[::n])
             completion_tokens = sum(r.completion_tokens for r in results)
-            server.metrics.tokens.labels("prompt").inc(prompt_tokens)
-            server.metrics.tokens.labels("completion").inc(completion_tokens)
+            server.metrics.count_tokens(prompt_tokens, completion_tokens)
             return {
                 "id": rid,
                 "object": "text_completion",

@@ -49,6 +49,10 @@ class Metrics:
     def request_done(self, route: str, status: int) -> None:
         self._requests.labels(route, str(status), self.replica).inc()
 
+    def count_tokens(self, prompt: int, completion: int) -> None:
+        self.tokens.labels("prompt").inc(prompt)
+        self.tokens.labels("completion").inc(completion)
+
     def on_forward(self, rows: int, requests: int) -> None:
         self.forward_passes.inc()
         self.rows_per_step.observe(rows)
