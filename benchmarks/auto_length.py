@@ -18,16 +18,23 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import _repo  # noqa: F401  (the repository root on sys.path: recipes)
 import numpy as np
 import torch
 from pydantic import create_model
 
 from llada_sdk import LLaDA
-from llada_sdk.corpus import EXTRACTION_TEMPLATES, N_SYNTHETIC, build_corpus, extraction_sentence, synthetic_people
 from llada_sdk.decoding.arrays import NUMPY
 from llada_sdk.decoding.likelihood import _draw_masks
 from llada_sdk.text import infill
 from llada_sdk.text.structured import fill_schema_result
+from recipes.bundled_model.corpus import (
+    EXTRACTION_TEMPLATES,
+    N_SYNTHETIC,
+    build_corpus,
+    extraction_sentence,
+    synthetic_people,
+)
 
 
 class Counting:

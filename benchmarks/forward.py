@@ -20,7 +20,7 @@ from llada_sdk.model import LLaDAModel
 
 
 def timeit(fn: Callable[[], object], repeat: int) -> float:
-    from llada_export.bench import median_seconds
+    from onnx_vs_torch import median_seconds
 
     return median_seconds(fn, repeat)
 

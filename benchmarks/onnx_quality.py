@@ -15,13 +15,14 @@ import argparse
 import tempfile
 from pathlib import Path
 
+import _repo  # noqa: F401  (the repository root on sys.path: recipes)
 import torch
 
 from llada_export import export
 from llada_export.runtime import PLUGIN
 from llada_sdk import LLaDA
 from llada_sdk.backends.base import register
-from llada_sdk.eval import TEXT_TASKS, evaluate
+from recipes.bundled_model.eval import TEXT_TASKS, evaluate
 
 # the text tasks of the README's eval table (the agent/tool tasks need LangChain and are left out)
 TASKS = list(TEXT_TASKS)

@@ -17,11 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _repo  # noqa: F401  (the repository root on sys.path: recipes)
 import torch
 
 from llada_sdk import LLaDA
-from llada_sdk.corpus import build_corpus
 from llada_sdk.training import TrainConfig, set_causal, train
+from recipes.bundled_model.corpus import build_corpus
 
 
 @torch.inference_mode()

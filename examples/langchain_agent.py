@@ -1,8 +1,9 @@
-"""An agent with a tool, offline: ``create_agent(ChatLLaDA(), tools=[lookup])``.
+"""An agent with your own tools, offline: ``create_agent(ChatLLaDA(), tools=[get_weather, find_person])``.
 
-The bundled model was never trained to answer questions about this person in chat; it calls the
-knowledge-base tool (in the documented ``<tool_call>`` format), then answers from the tool's result.
-Run: ``python examples/langchain_agent.py``.
+The bundled model was never trained on these tool names or this argument name, nor to answer questions
+about this person in chat: it picks the tool that fits the question from the ones offered, calls it (in
+the documented ``<tool_call>`` format, made exact against the tool's schema), then answers from the
+tool's result. Run: ``python examples/langchain_agent.py``.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ from langchain_llada import ChatLLaDA
 
 torch.set_num_threads(1)
 
-FACTS = {"Dube": "city: Duskmere, job: miner, parent: Gotrir"}
+PEOPLE = {"Dube": "city: Duskmere, job: miner, parent: Gotrir"}
 
 
 @tool
-def lookup(name: str) -> str:
-    """Look up a person's city, job and parent."""
-    return FACTS.get(name, f"unknown person: {name}")
+def get_weather(city: str) -> str:
+    """Current weather of a city."""
+    return f"{city}: sunny, 21 C"
 
 
-agent = create_agent(ChatLLaDA(), tools=[lookup])
+@tool
+def find_person(person: str) -> str:
+    """Look up where a person lives, their job and their parent."""
+    return PEOPLE.get(person, f"unknown person: {person}")
+
+
+agent = create_agent(ChatLLaDA(), tools=[get_weather, find_person])
 result = agent.invoke({"messages": [{"role": "user", "content": "Where does Dube live?"}]})
 for message in result["messages"]:
     calls = [(c["name"], c["args"]) for c in getattr(message, "tool_calls", [])]

@@ -19,6 +19,7 @@ from llada_sdk.results import BlockEvent, CanvasEvent, Choice, Event, ResultEven
 from llada_sdk.text import infill as _infill
 from llada_sdk.text import scoring as _scoring
 from llada_sdk.text.canvas import AnswerReader, Span, next_turn_ids, parse_masked_text
+from llada_sdk.text.parts import bos_ids as _bos_ids
 from llada_sdk.text.runner import answer_job, drain, stream_canvas
 from llada_sdk.text.session import ChatSession
 from llada_sdk.text.validate import as_batch, as_id_rows, check_messages, check_text, is_batch, positive_length
@@ -130,8 +131,7 @@ class LLaDA:
     @property
     def bos_ids(self) -> list[int]:
         """``[BOS]`` if the tokenizer defines it, else ``[]``."""
-        bos = self.config.bos_token_id
-        return [] if bos is None else [bos]
+        return _bos_ids(self.config)
 
     @property
     def end_ids(self) -> set[int]:

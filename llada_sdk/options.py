@@ -107,6 +107,12 @@ class GenerationOptions(BaseModel):
     max_auto_length: int = Field(
         16, ge=1, le=1024, description="Longest span `[MASK:auto]` and suffix-only completion consider."
     )
+    exact_tool_calls: bool = Field(
+        True,
+        description="With tools offered, a call the model writes becomes exact: an offered tool (the likeliest one "
+        "when it names none) with arguments valid for its schema (its values kept by name, then by position; else "
+        "filled schema-exact). False: calls are parsed as written (a malformed one is an invalid tool call).",
+    )
 
     @model_validator(mode="after")
     def _check_schedule(self) -> GenerationOptions:

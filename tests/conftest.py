@@ -1,4 +1,5 @@
-"""Shared fixtures: the golden parity fixture, the bundled model, and a small tokenizer made here."""
+"""Shared fixtures: the golden parity fixture (and its ONNX export), the bundled model, and a small tokenizer
+made here."""
 
 from __future__ import annotations
 
@@ -14,6 +15,36 @@ import torch
 FIXTURES = Path(__file__).parent / "fixtures"
 TINY = FIXTURES / "llada-tiny"
 META_8B = FIXTURES / "llada-8b-meta"
+# the arguments of the reference `generate.py` that the golden generation cases record
+GENERATE_KEYS = [
+    "steps",
+    "gen_length",
+    "block_length",
+    "temperature",
+    "cfg_scale",
+    "remasking",
+    "logits_eos_inf",
+    "confidence_eos_eot_inf",
+]
+
+
+def golden_case(golden: dict[str, Any], name: str) -> dict[str, Any]:
+    """The golden case called ``name``, from whichever section holds it."""
+    return next(
+        c for section in ("forward", "generation", "log_likelihood") for c in golden[section] if c["name"] == name
+    )
+
+
+def onnx_cuda_available() -> bool:
+    """A CUDA GPU and an onnxruntime with the CUDA provider (``llada-sdk[gpu]``)."""
+    import shutil
+    import subprocess
+
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers() or shutil.which("nvidia-smi") is None:
+        return False
+    return subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).returncode == 0
 
 
 @pytest.fixture(autouse=True)
@@ -46,6 +77,22 @@ def golden_tensors() -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     return load_file(str(TINY / "golden_tensors.safetensors"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``llada export tests/fixtures/llada-tiny OUT`` (through the Python API), every graph group, once per
+    run; skips where the ``onnx`` extra is not installed."""
+    for module in ("onnx", "onnxruntime", "onnxscript"):
+        pytest.importorskip(module)
+    from llada_export import export
+    from llada_export.runtime import PLUGIN
+    from llada_sdk.backends.base import register
+
+    register(PLUGIN)  # found through the entry point once installed; registered here for a source checkout
+    out = tmp_path_factory.mktemp("onnx") / "llada-tiny"
+    export(TINY, out, eot_token_id=348, graphs=("logits", "greedy", "cache", "cache_greedy"), threads=1)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -82,6 +82,8 @@ class _Call:
     stream_steps: bool
     sent: dict[str, Any] = field(default_factory=dict)
     """The options this call sets itself (sent to a server with ``base_url``)."""
+    fit_calls: bool = False
+    """``max_tokens`` was left at its default: the canvas may grow to hold a call (``assistant_turn``)."""
     invalid_errors: dict[str, str] = field(default_factory=dict)
     """Why each invalid tool call (by id) did not parse: merging chunks drops LangChain's ``error``."""
 
@@ -253,6 +255,7 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
             response_format = _json_schema(response_format)
         stream_steps = bool(call.get("stream_steps", self.stream_steps))
         timeout = call.get("timeout", self.timeout)
+        sent = self.sent_options(stop=stop, **overrides)
         return _Call(
             model_name=str(call.get("model") or self.model_name),
             options=self.generation_options(stop=stop, **overrides),
@@ -262,7 +265,8 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
             response_format=response_format,
             deadline=Deadline(timeout),
             stream_steps=stream_steps,
-            sent=self.sent_options(stop=stop, **overrides) if self.base_url is not None else {},
+            sent=sent if self.base_url is not None else {},
+            fit_calls="max_tokens" not in sent,
         )
 
     def _chunks(self, call: _Call, cancel: threading.Event | None = None) -> Iterator[ChatGenerationChunk]:
@@ -298,6 +302,7 @@ class ChatLLaDA(LLaDAParams, BaseChatModel):
                 tool_choice=call.tool_choice,
                 response_format=call.response_format,
                 check=check,
+                fit_calls=call.fit_calls,
             )
         try:
             for ev in turn:

@@ -39,6 +39,7 @@ from llada_sdk.text.assistant import (
     normalize_tool_choice,
 )
 from llada_sdk.text.tools import tool_spec
+from llada_server.guard import Guard
 from llada_server.metrics import Metrics
 from llada_server.protocol import (
     CHAT_FIELDS,
@@ -371,39 +372,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["*"], allow_headers=["*"]
         )
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        started = time.perf_counter()
-        route = request.url.path
-        try:
-            if route.startswith("/v1/") and settings.api_key is not None:
-                auth = request.headers.get("authorization", "")
-                if auth != f"Bearer {settings.api_key}":
-                    raise APIError(
-                        401,
-                        "missing or wrong API key (send Authorization: Bearer KEY)",
-                        type="authentication_error",
-                        code="invalid_api_key",
-                    )
-            if request.method == "POST":
-                declared = request.headers.get("content-length")
-                if declared is not None and declared.isdigit() and int(declared) > settings.max_body_bytes:
-                    raise APIError(
-                        413,
-                        f"the request body ({declared} bytes) is over the limit of {settings.max_body_bytes} bytes",
-                        code="request_too_large",
-                    )
-            response: Response = await call_next(request)
-        except APIError as err:
-            response = _error_response(err)
-        except Exception as exc:  # never a traceback to the client
-            response = _error_response(_as_api_error(exc))
-        server.metrics.request_done(route, response.status_code)
-        if settings.replica_id is not None:
-            response.headers["X-LLaDA-Replica"] = settings.replica_id
-        if route.startswith("/v1/"):
-            server.metrics.latency.labels(route).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(Guard, settings=settings, metrics=server.metrics, as_error=_as_api_error)
 
     async def body_of(request: Request, known: frozenset[str]) -> dict[str, Any]:
         raw = b""
@@ -491,6 +460,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
         except ValueError as exc:
             raise bad("tool_choice", str(exc)) from exc
         steps = bool(body.get("stream_steps"))
+        fit_calls = all(body.get(k) is None for k in ("max_tokens", "max_completion_tokens"))
         usage_chunk = include_usage(body)
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
         server.admit()
@@ -506,6 +476,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
                     tool_choice=tool_choice,
                     response_format=schema,
                     check=lambda _what: handle.check(),
+                    fit_calls=fit_calls,
                 ):
                     if isinstance(ev, StepEvent):
                         if steps:

@@ -24,12 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
+from llada_sdk.text.exact_calls import exact_call, fill_arguments, is_exact, likeliest_tool, written_calls
+from llada_sdk.text.parts import bos_ids
 from llada_sdk.text.structured import fill_schema_result
 from llada_sdk.text.tools import (
     TOOL_CALL_CLOSE,
     TOOL_CALL_OPEN,
     InvalidToolCall,
+    ToolSpec,
     parse_tool_calls,
+    render_tool_call,
     streamed_content,
     tool_spec,
     transcript,
@@ -37,7 +41,7 @@ from llada_sdk.text.tools import (
 )
 
 if TYPE_CHECKING:
-    from llada_sdk.api import LLaDA
+    from llada_sdk.text.parts import ModelParts, TextModel
 
 __all__ = ["ToolCall", "TurnDelta", "TurnEnd", "TurnEvent", "assistant_turn", "normalize_tool_choice"]
 
@@ -117,7 +121,7 @@ TurnEvent = TurnDelta | StepEvent | TurnEnd
 
 
 def assistant_turn(
-    llm: LLaDA,
+    llm: TextModel,
     messages: Sequence[Mapping[str, str]],
     *,
     options: GenerationOptions,
@@ -125,6 +129,7 @@ def assistant_turn(
     tool_choice: Any = None,
     response_format: Mapping[str, Any] | None = None,
     check: Callable[[str], None] | None = None,
+    fit_calls: bool = False,
 ) -> Iterator[TurnEvent]:
     """Run one assistant turn; see the module docstring for the modes.
 
@@ -138,6 +143,9 @@ def assistant_turn(
         response_format: a JSON schema the answer must follow (schema-exact).
         check: called with what is being done (``"decoding"``...) between steps; raising stops the turn
             (deadlines, cancellation).
+        fit_calls: the caller left ``max_tokens`` at its default: with tools offered, the canvas grows
+            to hold the longest call an offered tool can take (``call_room``), so a long tool or
+            argument name is not cut into an invalid call.
 
     Raises:
         ValueError: a bad ``tool_choice`` or tool (named).
@@ -149,11 +157,37 @@ def assistant_turn(
         return _structured(llm, [dict(m) for m in messages], dict(response_format), options, tick)
     if specs and choice not in (None, "auto", "none"):
         return _forced_call(llm, [dict(m) for m in messages], list(tools), choice, options, tick)
-    return _free(llm, [dict(m) for m in messages], list(tools) if choice != "none" else [], options, tick)
+    offered = list(tools) if choice != "none" else []
+    if offered and fit_calls:
+        room = call_room(llm, specs, options)
+        if room > options.max_tokens:
+            try:
+                options = GenerationOptions.model_validate({**options.model_dump(), "max_tokens": room})
+            except ValueError:
+                pass  # `steps` fixed for the old length: the caller's options stand
+    return _free(llm, [dict(m) for m in messages], offered, options, tick)
+
+
+CALL_VALUE_TOKENS = 12
+"""Tokens ``call_room`` allows for each argument's value (a name, a city, a short query)."""
+
+
+def call_room(llm: ModelParts, specs: Sequence[ToolSpec], options: GenerationOptions) -> int:
+    """Canvas tokens that hold a call of any of ``specs``: the call with empty values, plus
+    ``CALL_VALUE_TOKENS`` per argument, rounded up to a whole block."""
+    tok = llm.require_tokenizer()
+    need = 0
+    for spec in specs:
+        args = list((spec.parameters.get("properties") or {}).keys())
+        need = max(
+            need, len(tok.encode(render_tool_call(spec.name, dict.fromkeys(args, "")))) + CALL_VALUE_TOKENS * len(args)
+        )
+    block = options.block_length or need
+    return -(-need // block) * block
 
 
 def _free(
-    llm: LLaDA,
+    llm: TextModel,
     messages: list[dict[str, str]],
     tools: list[Mapping[str, Any]],
     options: GenerationOptions,
@@ -186,10 +220,16 @@ def _free(
     content, calls, invalid = parse_tool_calls(result.text) if tools else (result.text, [], [])
     if content.startswith(shown) and len(content) > len(shown):
         yield TurnDelta(content[len(shown) :])
-    finish = "tool_calls" if calls else FINISH_REASONS.get(result.finish_reason, result.finish_reason)
+    made = [ToolCall(c.name, json.dumps(c.arguments, ensure_ascii=False)) for c in calls]
+    specs = [tool_spec(t) for t in tools]
+    if options.exact_tool_calls and (invalid or not all(is_exact(c, specs) for c in calls)):
+        prompt = transcript(with_tools(messages, tools))
+        made = [ToolCall(*exact_call(llm, prompt, specs, written_calls(calls, invalid), options, tick))]
+        invalid = []
+    finish = "tool_calls" if made else FINISH_REASONS.get(result.finish_reason, result.finish_reason)
     yield TurnEnd(
         content=content,
-        tool_calls=[ToolCall(c.name, json.dumps(c.arguments, ensure_ascii=False)) for c in calls],
+        tool_calls=made,
         invalid_tool_calls=invalid,
         finish_reason=finish,
         prompt_tokens=result.prompt_tokens,
@@ -199,12 +239,12 @@ def _free(
     )
 
 
-def _tokens(llm: LLaDA, text: str) -> int:
+def _tokens(llm: ModelParts, text: str) -> int:
     return len(llm.require_tokenizer().encode(text))
 
 
 def _structured(
-    llm: LLaDA,
+    llm: TextModel,
     messages: list[dict[str, str]],
     schema: dict[str, Any],
     options: GenerationOptions,
@@ -217,13 +257,13 @@ def _structured(
     yield TurnDelta(fill.text)
     yield TurnEnd(
         content=fill.text,
-        prompt_tokens=len(llm.bos_ids) + _tokens(llm, prompt),
+        prompt_tokens=len(bos_ids(llm.config)) + _tokens(llm, prompt),
         completion_tokens=_tokens(llm, fill.text),
     )
 
 
 def _forced_call(
-    llm: LLaDA,
+    llm: TextModel,
     messages: list[dict[str, str]],
     tools: list[Mapping[str, Any]],
     choice: str,
@@ -233,23 +273,15 @@ def _forced_call(
     specs = [tool_spec(t) for t in tools]
     prompt = transcript(with_tools(messages, tools))
     tick("starting")
-    if choice != "any":
-        spec = next(s for s in specs if s.name == choice)
-    elif len(specs) == 1:
-        spec = specs[0]
-    else:  # the tool whose quoted name the model finds likeliest right after the call opens
-        head = f'{prompt}\n{TOOL_CALL_OPEN}{{"name": '
-        pick = llm.choose(head, [json.dumps(s.name, ensure_ascii=False) for s in specs], mc_num=32, batch_size=32)
-        spec = specs[int(pick.index)]
-    params = spec.parameters or {"type": "object", "properties": {}}
-    before = f'{TOOL_CALL_OPEN}{{"name": {json.dumps(spec.name, ensure_ascii=False)}, "arguments": '
-    after = f"}}{TOOL_CALL_CLOSE}"
-    fill = fill_schema_result(llm, prompt, params, before=before, after=after, options=options)
+    spec = next(s for s in specs if s.name == choice) if choice != "any" else likeliest_tool(llm, prompt, specs)
+    fill = fill_arguments(llm, prompt, spec, options)
     tick("filling the tool arguments")
     yield TurnEnd(
         content="",
         tool_calls=[ToolCall(spec.name, fill.text)],
         finish_reason="tool_calls",
-        prompt_tokens=len(llm.bos_ids) + _tokens(llm, prompt),
-        completion_tokens=_tokens(llm, before + fill.text + after),
+        prompt_tokens=len(bos_ids(llm.config)) + _tokens(llm, prompt),
+        completion_tokens=_tokens(
+            llm, f'{TOOL_CALL_OPEN}{{"name": {json.dumps(spec.name)}, "arguments": {fill.text}}}{TOOL_CALL_CLOSE}'
+        ),
     )

@@ -15,10 +15,11 @@ from llada_sdk.decoding.likelihood import chain_log_likelihoods
 from llada_sdk.options import GenerationOptions
 from llada_sdk.results import Event, ResultEvent, TextEvent, TextResult
 from llada_sdk.text.canvas import Span, infill_canvas
+from llada_sdk.text.parts import bos_ids
 from llada_sdk.text.runner import CanvasJob, check_length, drain, stream_canvas, with_result
 
 if TYPE_CHECKING:
-    from llada_sdk.api import LLaDA
+    from llada_sdk.text.parts import ModelParts
 
 AUTO_START = 2  # the length an auto span has while the others are chosen first
 AUTO_ROUNDS = 3  # sweeps per auto span, at most
@@ -32,13 +33,13 @@ AUTO_PASS_BUDGET = 600  # forward passes of one length search: no sweep starts p
 Allowed = Sequence[Collection[int] | None]
 
 
-def _canvas(llm: LLaDA, parts: Sequence[str | Span], lengths: Sequence[int]) -> tuple[list[int], list[Span]]:
+def _canvas(llm: ModelParts, parts: Sequence[str | Span], lengths: Sequence[int]) -> tuple[list[int], list[Span]]:
     cfg = llm.config
     return infill_canvas(
         parts,
         lengths,
         llm.require_tokenizer().encode,
-        bos=llm.bos_ids,
+        bos=bos_ids(cfg),
         mask_id=cfg.mask_token_id,
         eos_id=cfg.eos_token_id,
     )
@@ -55,7 +56,11 @@ def _positions(spans: Sequence[Span], allowed: Allowed) -> dict[int, Collection[
 
 
 def _job(
-    llm: LLaDA, parts: Sequence[str | Span], lengths: Sequence[int], opts: GenerationOptions, allowed: Allowed | None
+    llm: ModelParts,
+    parts: Sequence[str | Span],
+    lengths: Sequence[int],
+    opts: GenerationOptions,
+    allowed: Allowed | None,
 ) -> tuple[CanvasJob, list[Span]]:
     ids, spans = _canvas(llm, parts, lengths)
     first, last = spans[0].start, spans[-1].start + (spans[-1].length or 0)
@@ -79,7 +84,7 @@ def _job(
 
 
 def _stream_once(
-    llm: LLaDA,
+    llm: ModelParts,
     parts: Sequence[str | Span],
     lengths: Sequence[int],
     opts: GenerationOptions,
@@ -103,7 +108,7 @@ def _stream_once(
 
 
 def _decode_candidates(
-    llm: LLaDA,
+    llm: ModelParts,
     parts: Sequence[str | Span],
     candidates: list[list[int]],
     opts: GenerationOptions,
@@ -139,7 +144,7 @@ def _decode_candidates(
 
 
 def _natural_lengths(
-    llm: LLaDA,
+    llm: ModelParts,
     parts: Sequence[str | Span],
     opts: GenerationOptions,
     max_auto: int,
@@ -175,24 +180,24 @@ def _natural_lengths(
     return out
 
 
-def _windows(llm: LLaDA, texts: list[list[int]]) -> tuple[int, list[int], int]:
+def _windows(llm: ModelParts, texts: list[list[int]]) -> tuple[int, list[int], int]:
     """``_score_texts``' scored tokens: ``(start, stops, rows_per_call)``."""
     shortest = min(map(len, texts))
     first = next((j for j in range(shortest) if len({t[j] for t in texts}) > 1), shortest)
     same_end = next((j for j in range(1, shortest) if len({t[-j] for t in texts}) > 1), shortest) - 1
-    start = max(len(llm.bos_ids), min(first, shortest - 2))  # each text keeps >= 1 scored token
+    start = max(len(bos_ids(llm.config)), min(first, shortest - 2))  # each text keeps >= 1 scored token
     stops = [max(start + 1, min(len(t) - 1, len(t) - same_end + AUTO_WINDOW)) for t in texts]
     rows_per_call = max(1, min(128, AUTO_LOGITS_BUDGET // (max(map(len, texts)) * llm.config.vocab_size)))
     return start, stops, rows_per_call
 
 
-def _score_calls(llm: LLaDA, texts: list[list[int]]) -> int:
+def _score_calls(llm: ModelParts, texts: list[list[int]]) -> int:
     """Forward passes ``_score_texts`` makes on ``texts`` (one row per scored token)."""
     start, stops, rows_per_call = _windows(llm, texts)
     return math.ceil(sum(stop - start for stop in stops) / rows_per_call)
 
 
-def _score_texts(llm: LLaDA, texts: list[list[int]]) -> list[float]:
+def _score_texts(llm: ModelParts, texts: list[list[int]]) -> list[float]:
     """Rank decoded candidate texts by the left-to-right chain rule (``chain_log_likelihoods``) over
     the tokens from the first position where the texts differ to ``AUTO_WINDOW`` tokens past the last
     (counted from the end): before it the texts are the same, kept as context; after the window every
@@ -216,7 +221,7 @@ def _score_texts(llm: LLaDA, texts: list[list[int]]) -> list[float]:
 
 
 def _sweep(
-    llm: LLaDA,
+    llm: ModelParts,
     parts: Sequence[str | Span],
     opts: GenerationOptions,
     lengths: list[int],
@@ -248,7 +253,7 @@ class _Budget:
 
 
 def choose_lengths(
-    llm: LLaDA, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None = None
+    llm: ModelParts, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None = None
 ) -> list[int]:
     """Coordinate ascent over the ``auto`` spans (README: "How [MASK:auto] works").
 
@@ -317,7 +322,7 @@ def choose_lengths(
 
 
 def stream_infill_parts(
-    llm: LLaDA,
+    llm: ModelParts,
     parts: Sequence[str | Span],
     opts: GenerationOptions,
     max_auto: int,

@@ -10,14 +10,17 @@ import numpy as np
 from llada_sdk.decoding.likelihood import monte_carlo_log_likelihood
 from llada_sdk.options import ScoreOptions
 from llada_sdk.results import Choice
+from llada_sdk.text.parts import bos_ids
 from llada_sdk.text.runner import check_length
 from llada_sdk.text.validate import check_text
 
 if TYPE_CHECKING:
-    from llada_sdk.api import LLaDA
+    from llada_sdk.text.parts import ModelParts
 
 
-def pair_ids(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequence[int]) -> tuple[list[int], list[int]]:
+def pair_ids(
+    llm: ModelParts, prompt: str | Sequence[int], continuation: str | Sequence[int]
+) -> tuple[list[int], list[int]]:
     """``[BOS] prompt`` and ``continuation`` as ids; trailing spaces of a text prompt move to the
     continuation (as lm-eval does). Token ids are taken as they are."""
     if isinstance(prompt, str) and isinstance(continuation, str):
@@ -26,7 +29,7 @@ def pair_ids(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequen
         moved = len(prompt) - len(prompt.rstrip(" "))
         prompt, continuation = prompt[: len(prompt) - moved], prompt[len(prompt) - moved :] + continuation
         tok = llm.require_tokenizer()
-        return llm.bos_ids + tok.encode(prompt), tok.encode(continuation)
+        return bos_ids(llm.config) + tok.encode(prompt), tok.encode(continuation)
     for name, value in (("prompt", prompt), ("continuation", continuation)):
         if isinstance(value, str):
             continue
@@ -37,7 +40,9 @@ def pair_ids(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequen
     return [int(t) for t in prompt], [int(t) for t in continuation]
 
 
-def score(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequence[int], options: ScoreOptions) -> float:
+def score(
+    llm: ModelParts, prompt: str | Sequence[int], continuation: str | Sequence[int], options: ScoreOptions
+) -> float:
     """Monte Carlo lower bound on ``log p(continuation | prompt)`` (the official estimator).
 
     A seeded score (``options.seed``, 0 by default) draws its masks from one ``numpy.random.Generator``
@@ -65,7 +70,7 @@ def score(llm: LLaDA, prompt: str | Sequence[int], continuation: str | Sequence[
 
 
 def choose(
-    llm: LLaDA,
+    llm: ModelParts,
     prompt: str,
     choices: Sequence[str],
     options: ScoreOptions,

@@ -1,4 +1,5 @@
-"""``ChatSession``: a multi-turn conversation kept as token ids, on the public ``LLaDA`` API."""
+"""``ChatSession``: a multi-turn conversation kept as token ids, on the text calls of a ``TextModel``
+(``LLaDA``)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from llada_sdk.text.validate import check_messages, check_text
 from llada_sdk.tokenizer import Message, Overflow, Tokenizer
 
 if TYPE_CHECKING:
-    from llada_sdk.api import LLaDA
+    from llada_sdk.text.parts import TextModel
 
 
 class _NoRoom(Exception):
@@ -27,7 +28,7 @@ class ChatSession:
 
     def __init__(
         self,
-        llm: LLaDA,
+        llm: TextModel,
         system: str | None = None,
         messages: Sequence[Message] | None = None,
         options: GenerationOptions | dict[str, Any] | None = None,

@@ -38,8 +38,8 @@ draft-4 booleans), ``multipleOf``, ``minItems``, ``maxItems``, ``uniqueItems``, 
 ``allOf``, ``not``, ``patternProperties`` and free-form objects are refused with a ``ValueError`` naming
 the keyword.
 
-This module knows nothing about torch or LangChain; it uses only ``LLaDA.infill``,
-``LLaDA.choose`` and the tokenizer.
+This module knows nothing about torch or LangChain; it uses only the model's ``infill``, ``choose`` and
+tokenizer (a ``TextModel``: ``LLaDA`` or anything with those calls).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from llada_sdk.text.schema_values import _number_value, _string_value
 from llada_sdk.text.validate import check_text
 
 if TYPE_CHECKING:
-    from llada_sdk.api import LLaDA
+    from llada_sdk.text.parts import TextModel
     from llada_sdk.tokenizer import Tokenizer
 
 __all__ = ["SchemaFill", "fill_schema", "fill_schema_result", "json_schema_of", "skeleton", "validate"]
@@ -136,7 +136,7 @@ def _check_int(value: Any, name: str, lo: int) -> int:
 
 
 def fill_schema_result(
-    llm: LLaDA,
+    llm: TextModel,
     prompt: str,
     schema: Any,
     *,
@@ -208,7 +208,13 @@ class _Filler:
     """Writes a template tree left to right (module docstring); ``fills`` collects the raw slot fills."""
 
     def __init__(
-        self, llm: LLaDA, sets: dict[str, frozenset[int]], options: Any, max_string: int, max_number: int, mc_num: int
+        self,
+        llm: TextModel,
+        sets: dict[str, frozenset[int]],
+        options: Any,
+        max_string: int,
+        max_number: int,
+        mc_num: int,
     ) -> None:
         from llada_sdk.text.infill import MAX_AUTO_SPANS
 
@@ -321,7 +327,7 @@ def _common_prefix(texts: Sequence[str]) -> str:
 
 
 def fill_schema(
-    llm: LLaDA,
+    llm: TextModel,
     prompt: str,
     schema: Any,
     *,
@@ -337,7 +343,7 @@ def fill_schema(
     parses and validates against the schema, whatever the model writes.
 
     Args:
-        llm: the model (``LLaDA``).
+        llm: the model (a ``TextModel``, e.g. ``LLaDA``).
         prompt: the text the values come from (e.g. a sentence to extract facts from).
         schema: a pydantic model class, a TypedDict, a dataclass, a JSON-schema dict or an OpenAI
             tool dict.

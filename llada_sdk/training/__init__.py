@@ -1,16 +1,16 @@
-"""Training a LLaDA model here: the objectives, a tokenizer trainer, training rows and resumable
+"""Training a small LLaDA model here: the objectives, a tokenizer trainer, training rows and resumable
 checkpoints in the official layout.
 
-Run ``python -m llada_sdk.training --out DIR`` (or ``llada train``) to reproduce the bundled model
-(``docs/train_bundled.sh`` has its four phases). ``tokens`` (the tokenizer), ``data`` (rows from the
-synthetic corpus), ``losses`` (the objectives), ``loop`` (a run and its checkpoints), ``cli`` (the
-command line).
+Run ``llada train --data FILE.jsonl --out DIR`` (or ``python -m llada_sdk.training``). ``tokens`` (the
+tokenizer), ``data`` (rows from a JSON-lines file, and the protocol any other source follows),
+``losses`` (the objectives), ``loop`` (a run and its checkpoints), ``cli`` (the command line). The
+bundled model's own recipe (a synthetic corpus, four phases) is in ``recipes/bundled_model``.
 """
 
 from __future__ import annotations
 
-from llada_sdk.training.cli import main, parse_args
-from llada_sdk.training.data import Batch, RowSampler
+from llada_sdk.training.cli import config_from, config_parser, main, parse_args
+from llada_sdk.training.data import Batch, JsonlData, RowSource, TrainingData, TrainingDataError, chat_text
 from llada_sdk.training.loop import (
     TrainConfig,
     checkpoint_state,
@@ -36,10 +36,16 @@ __all__ = [
     "LLADA_CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
     "Batch",
-    "RowSampler",
+    "JsonlData",
+    "RowSource",
     "TrainConfig",
+    "TrainingData",
+    "TrainingDataError",
     "causal_loss",
+    "chat_text",
     "checkpoint_state",
+    "config_from",
+    "config_parser",
     "forward_process",
     "freeze_except",
     "init_weights",

@@ -16,12 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from llada_sdk.config import LLaDAConfig
-from llada_sdk.corpus import (
-    build_corpus,
-    tokenizer_training_text,
-)
 from llada_sdk.model import LLaDAModel
-from llada_sdk.training.data import RowSampler
+from llada_sdk.training.data import RowSource, TrainingData
 from llada_sdk.training.losses import causal_loss, forward_process, llada_loss
 from llada_sdk.training.tokens import save_tokenizer, train_tokenizer
 
@@ -46,26 +42,14 @@ class TrainConfig:
     n_layers: int = 4
     n_heads: int = 4
     mlp_hidden_size: int = 352
-    n_people: int = 40
     causal: bool = False
-    # the tool recipe (issue 10): tool-use conversations, extraction documents, small talk, the two
-    # tool-call tokens, and batches of one kind (pre-training rows of `pretrain_len`, SFT rows padded
-    # to their longest + SFT_TAIL). False = the shipped model's recipe, bit for bit.
-    tools: bool = False
-    tool_fraction: float = 0.4
-    extract_fraction: float = 0.1
-    pretrain_len: int = 0
-    fresh_people: bool = False
-    # the copying recipe (issue 10): whitespace split from words in the tokenizer, and a share of the
-    # tool-kind SFT rows that are extraction rows (sentence -> its JSON, a fresh person each)
+    # every whitespace character a pre-token of its own (``train_tokenizer(split_spaces=True)``)
     split_spaces: bool = False
-    extract_sft: float = 0.0
-    # start from the weights of this checkpoint (same tokenizer and sizes), e.g. a model that already
-    # copies (benchmarks/copy_probe.py --save DIR); "" = the seeded initialisation
+    # start from the weights and tokenizer of this checkpoint (same sizes); "" = the seeded initialisation
+    # and a tokenizer trained on the run's texts
     init_from: str = ""
     # train only the parameters whose names contain one of these comma-separated fragments (e.g.
-    # "q_proj,k_proj,v_proj,attn_out": attention only, the MLPs and embeddings that hold the knowledge
-    # base frozen); "" = every parameter
+    # "q_proj,k_proj,v_proj,attn_out": attention only); "" = every parameter
     train_only: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -79,7 +63,6 @@ class TrainConfig:
             "n_layers",
             "n_heads",
             "mlp_hidden_size",
-            "n_people",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -88,16 +71,18 @@ class TrainConfig:
             raise ValueError(f"`vocab_size` must be >= 262 (256 bytes + 6 special tokens), got {self.vocab_size}")
         if not self.lr > 0:
             raise ValueError(f"`lr` must be > 0, got {self.lr}")
-        for name in ("decay_fraction", "sft_fraction", "tool_fraction", "extract_fraction", "extract_sft"):
+        for name in self.fractions():
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"`{name}` must be in [0, 1], got {getattr(self, name)}")
-        if self.pretrain_len < 0:
-            raise ValueError(f"`pretrain_len` must be >= 0 (0 = `seq_len`), got {self.pretrain_len}")
         if self.d_model % self.n_heads:
             raise ValueError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
         fragments = self.trained_fragments()
         if self.train_only and not fragments:
             raise ValueError(f"`train_only` must name parameter fragments separated by commas, got {self.train_only!r}")
+
+    def fractions(self) -> tuple[str, ...]:
+        """The fields that must lie in [0, 1]."""
+        return ("decay_fraction", "sft_fraction")
 
     def trained_fragments(self) -> list[str]:
         """``train_only`` as a list of name fragments ([] = every parameter trains)."""
@@ -186,7 +171,7 @@ def _save_state(
     cfg: TrainConfig,
     opt: torch.optim.Optimizer,
     model: torch.nn.Module,
-    sampler: RowSampler,
+    sampler: RowSource,
     gen: torch.Generator,
     losses: list[float],
 ) -> None:
@@ -211,19 +196,24 @@ def _tupled(state: Any) -> Any:
     return tuple(_tupled(s) for s in state) if isinstance(state, list) else state
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) a model into ``out``; returns a summary with the loss curve."""
+def train(
+    cfg: TrainConfig, out: str | Path, data: TrainingData, resume: bool = True, progress: bool = True
+) -> dict[str, Any]:
+    """Train (or resume) a model on ``data`` into ``out``; returns a summary with the loss curve.
+
+    The tokenizer is ``cfg.init_from``'s when the run starts from a model, else one trained on
+    ``data.tokenizer_texts()``; a resumed run keeps the one in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    corpus = build_corpus(cfg.seed, cfg.n_people, tools=cfg.tools)
     tok_file = out / "tokenizer.json"
     if not tok_file.exists():
-        tok = train_tokenizer(
-            tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=cfg.tools, split_spaces=cfg.split_spaces
-        )
-        save_tokenizer(tok, out)
+        if cfg.init_from:
+            _copy_tokenizer(Path(cfg.init_from), out)
+        else:
+            texts = data.tokenizer_texts()
+            save_tokenizer(train_tokenizer(texts, cfg.vocab_size, data.tool_tokens, cfg.split_spaces), out)
     from tokenizers import Tokenizer as HFTokenizer
 
     tok = HFTokenizer.from_file(str(tok_file))
@@ -236,19 +226,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         _init_from(model, Path(cfg.init_from), tok_file)
     freeze_except(model, cfg.trained_fragments())
     opt = make_optimizer(model, cfg)
-    sampler = RowSampler(
-        corpus,
-        tok,
-        cfg.seq_len,
-        cfg.sft_fraction,
-        cfg.seed,
-        cfg.tool_fraction if cfg.tools else 0.0,
-        cfg.extract_fraction if cfg.tools else 0.0,
-        cfg.pretrain_len or cfg.seq_len,
-        cfg.fresh_people,
-        kinds=cfg.tools,
-        extract_sft=cfg.extract_sft if cfg.tools else 0.0,
-    )
+    sampler = data.rows(tok, cfg.seq_len, cfg.sft_fraction, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     start, losses = 0, list[float]()
     if resume and (out / "trainer_state.json").exists():
@@ -297,6 +275,13 @@ def set_causal(model: LLaDAModel) -> None:
         block.causal = True  # type: ignore[union-attr,assignment]
 
 
+def _copy_tokenizer(source: Path, out: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        if not (source / name).is_file():
+            raise ValueError(f"`init_from`: {source} has no {name} (a model trained here, or an official checkpoint)")
+        shutil.copyfile(source / name, out / name)
+
+
 def _init_from(model: LLaDAModel, source: Path, tok_file: Path) -> None:
     """Load ``source``'s weights into ``model``; its tokenizer must be the run's (same ids)."""
     theirs = source / "tokenizer.json"
@@ -310,7 +295,7 @@ def _init_from(model: LLaDAModel, source: Path, tok_file: Path) -> None:
 
 
 def _resume(
-    out: Path, model: LLaDAModel, opt: torch.optim.Optimizer, sampler: RowSampler, gen: torch.Generator
+    out: Path, model: LLaDAModel, opt: torch.optim.Optimizer, sampler: RowSource, gen: torch.Generator
 ) -> tuple[int, list[float]]:
     meta = json.loads((out / "trainer_state.json").read_text())
     model.load_state_dict(checkpoint_state(out))

@@ -40,7 +40,7 @@ API_CASES: list[tuple[str, Callable[[Any], Any], type[BaseException], tuple[str,
         ("`allowed_tokens`", "2"),
     ),
     ("complete-int", lambda m: m.complete(42), TypeError, ("`prefix`", "int")),
-    ("score-surrogate", lambda m: m.score("a\udcff", " b"), ValueError, ("`prompt`", "Unicode")),
+    ("score-prompt-surrogate", lambda m: m.score("a\udcff", " b"), ValueError, ("`prompt`", "Unicode")),
     (
         "schema-surrogate",
         lambda m: m.fill_schema("a\udcff", {"type": "object", "properties": {"a": {"type": "string"}}}),
@@ -131,7 +131,7 @@ API_CASES: list[tuple[str, Callable[[Any], Any], type[BaseException], tuple[str,
     ("session-send-surrogate", lambda m: m.session().send("\udcff"), ValueError, ("`text`", "lone surrogate")),
     ("session-system-surrogate", lambda m: m.session(system="\udcff"), ValueError, ("`system`", "lone surrogate")),
     ("choose-surrogate", lambda m: m.choose("\udcff", [" a"]), ValueError, ("`prompt`", "lone surrogate")),
-    ("score-surrogate", lambda m: m.score("a", " \udcff"), ValueError, ("lone surrogate", "index 1")),
+    ("score-continuation-surrogate", lambda m: m.score("a", " \udcff"), ValueError, ("lone surrogate", "index 1")),
     # far more text than the context window holds: refused before it is tokenized whole
     ("complete-10mb", lambda m: m.complete("Zapur " * 2_000_000), ValueError, ("12,000,000 characters", "384")),
     (
@@ -254,116 +254,210 @@ def assert_one_line(output: str, *words: str) -> None:
         assert word in lines[0], (word, output)
 
 
-CLI_CASES: list[tuple[str, list[str], str | bytes | None, int, tuple[str, ...]]] = [
-    ("steps-0", ["infill", "x [MASK]", "--steps", "0"], None, 2, ("--steps",)),
-    ("temperature-nan", ["infill", "x [MASK]", "--temperature", "nan"], None, 2, ("--temperature", "finite")),
-    ("temperature-inf", ["complete", "x", "--temperature", "inf"], None, 2, ("--temperature", "finite")),
-    ("temperature-negative", ["infill", "x [MASK]", "--temperature", "-1"], None, 2, ("--temperature",)),
-    (
+FILE = "<file>"  # in a case's arguments: a file holding the case's `file` bytes (missing when it has none)
+NO_TOKENIZER = "<no-tokenizer>"  # in a case's arguments: the bundled model without its tokenizer files
+
+
+def bad(
+    id: str,
+    args: list[str],
+    *words: str,
+    stdin: str | bytes | None = None,
+    code: int = 2,
+    env: dict[str, str] | None = None,
+    file: bytes | None = None,
+) -> Any:
+    """A CLI case: ``llada ARGS`` exits with ``code`` (2 usage, 1 runtime) after one ``Error:`` line on
+    stderr that holds every one of ``words``, and prints nothing on stdout."""
+    return pytest.param(args, stdin, code, words, env or {}, file, id=id)
+
+
+CLI_CASES = [
+    # generation options: ranges, combinations, -o
+    bad("steps-0", ["infill", "x [MASK]", "--steps", "0"], "--steps", "1<=x<=8192"),
+    bad("temperature-nan", ["infill", "x [MASK]", "--temperature", "nan"], "--temperature", "finite"),
+    bad("temperature-inf", ["complete", "x", "--temperature", "inf"], "--temperature", "finite"),
+    bad("temperature-negative", ["infill", "x [MASK]", "--temperature", "-1"], "--temperature", "0.0<=x<=100.0"),
+    bad(
         "block-divides",
         ["infill", "x [MASK]", "--block-length", "7", "--max-tokens", "16"],
-        None,
-        2,
-        ("--block-length", "--max-tokens"),
+        "--block-length",
+        "--max-tokens",
     ),
-    ("unknown-flag", ["infill", "x [MASK]", "--bogus"], None, 2, ("--bogus",)),
-    ("no-span", ["infill", "no span here"], None, 2, ("TEXT", "[MASK]")),
-    ("huge-span", ["infill", "x [MASK:100000]"], None, 2, ("context window", "384")),
-    ("empty-text", ["infill", ""], None, 2, ("TEXT", "empty")),
-    ("empty-chat", ["chat", ""], None, 2, ("MESSAGE", "empty")),
-    ("blank-stdin", ["complete"], "   \n", 2, ("TEXT", "stdin is empty")),
-    ("bad-utf8-stdin", ["infill"], b"\xff\xfe x [MASK]", 2, ("TEXT", "UTF-8")),
-    ("bad-utf8-chat", ["chat"], b"caf\xe9?", 2, ("MESSAGE", "UTF-8")),
-    ("stop-empty", ["complete", "x", "--stop", ""], None, 2, ("--stop", "empty")),
-    (
-        "steps-over-tokens",
-        ["complete", "x", "--steps", "64", "--max-tokens", "32"],
-        None,
-        2,
-        ("--steps", "--max-tokens"),
+    bad(
+        "steps-per-block",
+        ["infill", "x [MASK]", "--max-tokens", "12", "--steps", "5", "--block-length", "4"],
+        "--steps",
+        "divisible",
     ),
-    ("cache-cfg", ["complete", "x", "--cache", "prefix", "--cfg-scale", "1"], None, 2, ("--cache", "--cfg-scale")),
-    (
-        "generate-cache-cfg",
-        ["generate", "x", "--cache", "prefix", "--cfg-scale", "1"],
-        None,
-        2,
-        ("--cache", "--cfg-scale"),
+    bad("steps-over-tokens", ["complete", "x", "--steps", "64", "--max-tokens", "32"], "--steps", "--max-tokens"),
+    bad("max-tokens-0", ["complete", "x", "--max-tokens", "0"], "--max-tokens"),
+    bad("max-tokens-window", ["complete", "x", "--max-tokens", "512", "--block-length", "none"], "context window"),
+    bad(
+        "chat-max-tokens-window",
+        ["chat", "--max-tokens", "1024", "hi"],
+        "`max_tokens` (1024)",
+        "384",
+        "max_sequence_length",
     ),
-    ("generate-bad-ids", ["generate", "--ids", "a b"], None, 2, ("TEXT", "token ids")),
-    ("generate-negative-ids", ["generate", "--ids", "0 -5"], None, 2, ("TEXT",)),
-    ("generate-ids-chat", ["generate", "--ids", "--chat", "0 5"], None, 2, ("--ids", "--chat")),
-    ("max-tokens-0", ["complete", "x", "--max-tokens", "0"], None, 2, ("--max-tokens",)),
-    (
-        "max-tokens-window",
-        ["complete", "x", "--max-tokens", "512", "--block-length", "none"],
-        None,
-        2,
-        ("context window",),
+    bad("stop-empty", ["complete", "x", "--stop", ""], "--stop", "empty"),
+    bad("cache-cfg", ["complete", "x", "--cache", "prefix", "--cfg-scale", "1"], "--cache", "--cfg-scale"),
+    bad("generate-cache-cfg", ["generate", "x", "--cache", "prefix", "--cfg-scale", "1"], "--cache", "--cfg-scale"),
+    bad("remasking", ["infill", "x [MASK]", "--remasking", "best"], "--remasking", "best", "low_confidence"),
+    bad("threshold", ["infill", "x [MASK]", "--threshold", "2"], "--threshold"),
+    bad("seed", ["infill", "x [MASK]", "--seed", "-3"], "--seed"),
+    bad("option-unknown", ["infill", "x [MASK]", "-o", "nope", "1"], "nope", "max_tokens"),
+    bad("option-unknown-chat", ["chat", "-o", "nope", "1", "hi"], "nope", "max_tokens"),
+    bad("option-bad-value", ["infill", "x [MASK]", "-o", "steps", "many"], "steps", "many"),
+    bad("option-out-of-range", ["infill", "x [MASK]", "-o", "steps", "0"], "-o steps", "1<=x<=8192"),
+    bad("generate-option-unused", ["generate", "-o", "early_stop", "true", "x"], "early_stop"),
+    bad("unknown-flag", ["infill", "x [MASK]", "--bogus"], "--bogus"),
+    bad("no-command", ["frobnicate"], "frobnicate"),
+    # the text: spans, emptiness, encodings, sizes
+    bad("no-span", ["infill", "no span here"], "TEXT", "[MASK]"),
+    bad("huge-span", ["infill", "x [MASK:100000]"], "context window", "384"),
+    bad("empty-text", ["infill", ""], "TEXT", "empty"),
+    bad("empty-chat", ["chat", ""], "MESSAGE", "empty"),
+    bad("blank-stdin", ["complete"], "TEXT", "stdin is empty", stdin="   \n"),
+    bad("bad-utf8-stdin", ["infill"], "TEXT", "UTF-8", stdin=b"\xff\xfe x [MASK]"),
+    bad("bad-utf8-chat", ["chat"], "MESSAGE", "UTF-8", stdin=b"caf\xe9?"),
+    bad("stdin-over-limit", ["chat"], "MESSAGE", "stdin", str(MAX_INPUT_BYTES), stdin=b"x" * (MAX_INPUT_BYTES + 1)),
+    bad("arg-over-limit", ["infill", "x" * (MAX_INPUT_BYTES + 1)], "TEXT", str(MAX_INPUT_BYTES)),
+    bad(
+        "complete-arg-over-limit",
+        ["complete", "x" * (MAX_INPUT_BYTES + 1)],
+        "TEXT",
+        str(MAX_INPUT_BYTES + 1),
+        str(MAX_INPUT_BYTES),
     ),
-    ("model-missing", ["infill", "x [MASK]", "-m", "/no/such/dir"], None, 2, ("--model", "/no/such/dir")),
-    (
+    bad("chat-jsonl-no-content", ["chat", "--jsonl"], "stdin line 1", "content", stdin='[{"role": "user"}]\n'),
+    # argv bytes that are not UTF-8 reach click as lone surrogates
+    bad("complete-bad-utf8-arg", ["complete", "abc\udcff\udcfe"], "TEXT", "not valid UTF-8", "0xff"),
+    bad("generate-bad-utf8-arg", ["generate", "\udcff"], "TEXT", "not valid UTF-8", "0x"),
+    bad("suffix-bad-utf8", ["complete", "--prefix", "a", "--suffix", "\udcff"], "--suffix", "not valid UTF-8", "0x"),
+    bad("system-bad-utf8", ["chat", "--system", "\udcff", "hi"], "--system", "not valid UTF-8", "0x"),
+    bad("stop-bad-utf8", ["complete", "x", "--stop", "\udcff"], "--stop", "not valid UTF-8", "0x"),
+    bad("option-stop-bad-utf8", ["infill", "x [MASK]", "-o", "stop", "\udcff"], "-o stop", "not valid UTF-8", "0x"),
+    bad("choice-bad-utf8", ["score", "a", "-c", "\udcff"], "--choice", "not valid UTF-8", "0x"),
+    bad("continuation-bad-utf8", ["score", "a", "\udcff"], "CONTINUATION", "not valid UTF-8", "0x"),
+    # complete: which of text, --prefix, --suffix and --length go together
+    bad("complete-text-and-prefix", ["complete", "a", "--prefix", "b"], "--prefix"),
+    bad("complete-length-without-suffix", ["complete", "Zapur lives in", "--length", "3"], "--length", "--suffix"),
+    bad("complete-length-0", ["complete", "--prefix", "a", "--suffix", "b", "--length", "0"], "--length"),
+    bad("complete-length-text", ["complete", "--suffix", "x", "--length", "many"], "--length"),
+    bad("complete-length-over-max-tokens", ["complete", "--suffix", "x", "--length", "40"], "--length", "--max-tokens"),
+    # generate: token ids
+    bad("generate-bad-ids", ["generate", "--ids", "1 two"], "TEXT", "token ids", "integers"),
+    bad("generate-negative-ids", ["generate", "--ids", "0 -5"], "TEXT"),
+    bad("generate-ids-out-of-vocabulary", ["generate", "--ids", "0 99999", "--max-tokens", "8"], "TEXT", "99999"),
+    bad("generate-ids-chat", ["generate", "--ids", "--chat", "0 5"], "--ids", "--chat"),
+    # score
+    bad("score-no-continuation", ["score", "Zapur lives in"], "CONTINUATION", "--choice"),
+    bad("score-both", ["score", "a", " b", "-c", " c"], "CONTINUATION", "--choice"),
+    bad("score-batch", ["score", "a", " b", "--mc-num", "10", "--batch-size", "4"], "--batch-size", "--mc-num"),
+    bad("score-nan", ["score", "a", " b", "--cfg-scale", "nan"], "--cfg-scale", "finite"),
+    bad("score-seed", ["score", "a", " x", "--seed", "-2"], "--seed"),
+    # the model: where it is, what it runs on, what it lacks
+    bad("model-missing", ["infill", "x [MASK]", "-m", "/no/such/dir"], "--model", "/no/such/dir"),
+    bad("model-env-missing", ["infill", "x [MASK]"], "--model", "LLADA_MODEL", env={"LLADA_MODEL": "/no/such/dir"}),
+    bad(
         "model-file",
         ["infill", "x [MASK]", "-m", str(BUNDLED_DIR / "config.json")],
-        None,
-        2,
-        ("--model", "config.json", "file"),
+        "--model",
+        "config.json",
+        "file",
     ),
-    ("device", ["infill", "x [MASK]", "--device", "toaster"], None, 2, ("--device", "toaster")),
-    ("dtype", ["infill", "x [MASK]", "--dtype", "int4"], None, 2, ("--dtype", "int4")),
-    ("score-batch", ["score", "a", " b", "--mc-num", "10", "--batch-size", "4"], None, 2, ("--batch-size", "--mc-num")),
-    ("score-both", ["score", "a", " b", "-c", " c"], None, 2, ("CONTINUATION", "--choice")),
-    ("score-nan", ["score", "a", " b", "--cfg-scale", "nan"], None, 2, ("--cfg-scale", "finite")),
-    ("option-unknown", ["chat", "-o", "nope", "1", "hi"], None, 2, ("nope",)),
-    ("option-bad-value", ["infill", "x [MASK]", "-o", "steps", "many"], None, 2, ("steps", "many")),
-    ("length-0", ["complete", "--prefix", "a", "--suffix", "b", "--length", "0"], None, 2, ("--length",)),
-    ("remasking", ["infill", "x [MASK]", "--remasking", "best"], None, 2, ("--remasking", "best")),
-    ("threshold", ["infill", "x [MASK]", "--threshold", "2"], None, 2, ("--threshold",)),
-    ("seed", ["infill", "x [MASK]", "--seed", "-3"], None, 2, ("--seed",)),
-    ("no-command", ["frobnicate"], None, 2, ("frobnicate",)),
-    # argv bytes that are not UTF-8 reach click as lone surrogates
-    ("complete-bad-utf8-arg", ["complete", "abc\udcff\udcfe"], None, 2, ("TEXT", "not valid UTF-8", "0xff")),
-    ("suffix-bad-utf8", ["complete", "--suffix", "\udcff"], None, 2, ("--suffix", "UTF-8")),
-    ("system-bad-utf8", ["chat", "--system", "\udcff", "hi"], None, 2, ("--system", "UTF-8")),
-    ("stop-bad-utf8", ["complete", "x", "--stop", "\udcff"], None, 2, ("--stop", "UTF-8")),
-    ("choice-bad-utf8", ["score", "a", "-c", "\udcff"], None, 2, ("--choice", "UTF-8")),
-    # inputs over the 1 MiB limit: stdin and arguments are refused, not read whole
-    ("stdin-over-limit", ["chat"], b"x" * (MAX_INPUT_BYTES + 1), 2, ("MESSAGE", "stdin", str(MAX_INPUT_BYTES))),
-    ("arg-over-limit", ["infill", "x" * (MAX_INPUT_BYTES + 1)], None, 2, ("TEXT", str(MAX_INPUT_BYTES))),
-    ("chat-max-tokens-window", ["chat", "--max-tokens", "1024", "hi"], None, 2, ("`max_tokens` (1024)", "384")),
+    bad("info-model-file", ["info", "-m", str(BUNDLED_DIR / "config.json")], "--model", "config.json"),
+    bad("device", ["infill", "x [MASK]", "--device", "toaster"], "--device", "toaster"),
+    bad("info-device", ["info", "--device", "toaster"], "--device", "toaster"),
+    bad("dtype", ["infill", "x [MASK]", "--dtype", "int4"], "--dtype", "int4", "float32"),
+    bad("no-tokenizer", ["infill", "x [MASK]", "-m", NO_TOKENIZER], "tokenizer", code=1),
+    bad("generate-text-no-tokenizer", ["generate", "hello", "-m", NO_TOKENIZER], "tokenizer", "--ids", code=1),
+    # chat --load: a saved conversation
+    bad("load-missing", ["chat", "--load", FILE, "hello"], "--load", "conversation.json"),
+    bad("load-not-json", ["chat", "--load", FILE, "hello"], "--load", "not valid JSON", file=b"{ nope"),
+    bad("load-not-a-list", ["chat", "--load", FILE, "hello"], "--load", "list", file=b'{"role": "user"}'),
+    bad("load-no-role", ["chat", "--load", FILE, "hello"], "--load", "role", file=b'[{"content": "hi"}]'),
+    bad(
+        "load-bad-role",
+        ["chat", "--load", FILE, "hello"],
+        "--load",
+        "robot",
+        file=b'[{"role": "robot", "content": "hi"}]',
+    ),
+    bad(
+        "load-content-int",
+        ["chat", "--load", FILE, "hello"],
+        "--load",
+        "content",
+        file=b'[{"role": "user", "content": 5}]',
+    ),
+    bad("load-not-utf8", ["chat", "--load", FILE, "hello"], "--load", file=b"\xff\xfe[]"),
+    bad(
+        "load-surrogate",
+        ["chat", "--load", FILE, "hello"],
+        "--load",
+        "message 0",
+        "UTF-8",
+        file=b'[{"role": "user", "content": "\\udcff"}]',
+    ),
+    bad(
+        "load-over-limit",
+        ["chat", "--load", FILE, "hello"],
+        "--load",
+        str(MAX_INPUT_BYTES),
+        file=b"[" + b" " * MAX_INPUT_BYTES + b"]",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("args", "stdin", "code", "words"), [c[1:] for c in CLI_CASES], ids=[c[0] for c in CLI_CASES])
-def test_cli_rejects(args: list[str], stdin: str | bytes | None, code: int, words: tuple[str, ...]) -> None:
-    result = CliRunner().invoke(cli, args, input=stdin)
+@pytest.fixture
+def no_tokenizer_model(tmp_path: Path) -> Path:
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(BUNDLED_DIR / name, folder / name)
+    return folder
+
+
+@pytest.mark.parametrize(("args", "stdin", "code", "words", "env", "file"), CLI_CASES)
+def test_cli_rejects(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    args: list[str],
+    stdin: str | bytes | None,
+    code: int,
+    words: tuple[str, ...],
+    env: dict[str, str],
+    file: bytes | None,
+) -> None:
+    path = tmp_path / "conversation.json"
+    if file is not None:
+        path.write_bytes(file)
+    if NO_TOKENIZER in args:
+        model = str(request.getfixturevalue("no_tokenizer_model"))
+        args = [model if a == NO_TOKENIZER else a for a in args]
+    args = [str(path) if a == FILE else a for a in args]
+    result = CliRunner().invoke(cli, args, input=stdin, env={"LLADA_MODEL": None, "LLADA_DEBUG": None, **env})
     assert result.exit_code == code, result.output
-    assert_one_line(result.output, *words)
+    assert result.stdout == ""
+    assert_one_line(result.stderr, *words)
 
 
-CHAT_FILES: list[tuple[str, str, tuple[str, ...]]] = [
-    ("not-json", "{ nope", ("--load",)),
-    ("not-a-list", '{"role": "user"}', ("--load", "list")),
-    ("no-role", '[{"content": "hi"}]', ("--load", "role")),
-    ("bad-role", '[{"role": "robot", "content": "hi"}]', ("--load", "robot")),
-    ("content-int", '[{"role": "user", "content": 5}]', ("--load", "content")),
-    ("not-utf8", b"\xff\xfe[]".decode("latin-1"), ("--load",)),
-    ("surrogate", '[{"role": "user", "content": "\\udcff"}]', ("--load", "message 0", "UTF-8")),
-    ("over-limit", "[" + " " * MAX_INPUT_BYTES + "]", ("--load", str(MAX_INPUT_BYTES))),
-]
+SUBPROCESS_CASES = ["steps-0", "temperature-negative", "model-missing", "block-divides", "unknown-flag"]
 
 
-@pytest.mark.parametrize(("content", "words"), [c[1:] for c in CHAT_FILES], ids=[c[0] for c in CHAT_FILES])
-def test_bad_chat_files(tmp_path: Path, content: str, words: tuple[str, ...]) -> None:
-    path = tmp_path / "chat.json"
-    path.write_text(content, encoding="latin-1")
-    result = CliRunner().invoke(cli, ["chat", "--load", str(path), "hello"])
-    assert result.exit_code == 2, result.output
-    assert_one_line(result.output, *words)
-    missing = CliRunner().invoke(cli, ["chat", "--load", str(tmp_path / "none.json"), "hello"])
-    assert missing.exit_code == 2 and "none.json" in missing.output
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SUBPROCESS_CASES)
+@pytest.mark.parametrize("module", [False, True], ids=["llada", "python -m llada_cli"])
+def test_cli_rejects_in_a_subprocess(name: str, module: bool) -> None:
+    """A few of the cases, each flag on three commands, through the installed executable and
+    ``python -m llada_cli``: the same exit code and one line."""
+    from tests.cli.test_cli import INFILL, SUFFIX, exe
 
-
-def test_the_corpus_is_large() -> None:
-    total = len(API_CASES) + len(LOAD_CASES) + len(CHECKPOINTS) + len(CLI_CASES) + len(CHAT_FILES)
-    assert total >= 60
+    args, _, code, words, _, _ = next(c.values for c in CLI_CASES if c.id == name)
+    flags = args[2:]  # after `infill "x [MASK]"`
+    for command in (["infill", INFILL], ["complete", "--suffix", SUFFIX], ["chat", "Hello"]):
+        out = exe(*command, *flags, module=module)
+        assert out.returncode == code, (command, out.stderr)
+        assert_one_line(out.stderr, *words)

@@ -1,8 +1,8 @@
 """The ``llada`` command line: every command through click's CliRunner (in process) and through the
 installed executable and ``python -m llada_cli`` (subprocesses). Offline, on the bundled model.
 
-Outputs of the bundled model are not asserted (its weights will be retrained); structure, exit codes
-and one-line errors are.
+Outputs of the bundled model are not asserted (its weights will be retrained); structure and exit codes
+are. Bad input and its one-line errors: tests/cli/test_bad_inputs.py; the chat REPL: tests/cli/test_chat_repl.py.
 """
 
 from __future__ import annotations
@@ -136,7 +136,9 @@ def test_generation_flags_are_derived_from_the_options_model() -> None:
     help_text = " ".join(run("infill", "--help").stdout.split())
     for name in GenerationOptions.model_fields:
         assert "--" + name.replace("_", "-") in help_text
-    assert "[default: 32; 1<=x<=8192]" in help_text
+    field = GenerationOptions.model_fields["max_tokens"]
+    ge, le = (next(getattr(m, b) for m in field.metadata if hasattr(m, b)) for b in ("ge", "le"))
+    assert f"[default: {field.default}; {ge}<=x<={le}]" in help_text  # the model's default and range, shown
 
 
 def test_help_does_not_import_torch() -> None:
@@ -189,44 +191,6 @@ def test_contract_json_commands(module: bool) -> None:
     assert isinstance(one_json(out.stdout)["text"], str)
 
 
-BAD_INPUT = [
-    (["--steps", "0"], ["--steps", "1<=x<=8192"]),
-    (["--temperature", "-1"], ["--temperature", "0.0<=x<=100.0"]),
-    (["--model", "/no/such/dir"], ["--model", "/no/such/dir"]),
-    (["--block-length", "7", "--max-tokens", "16"], ["--block-length", "--max-tokens"]),
-    (["--bogus"], ["--bogus"]),
-    (["-o", "steps", "0"], ["-o steps", "1<=x<=8192"]),
-    (["-o", "nope", "1"], ["nope", "max_tokens"]),
-    (["--remasking", "sideways"], ["--remasking", "low_confidence"]),
-    (["--dtype", "int8"], ["--dtype", "float32"]),
-    (["--max-tokens", "12", "--steps", "5", "--block-length", "4"], ["--steps", "divisible"]),
-]
-
-
-@pytest.mark.parametrize(("args", "names"), BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
-def test_bad_input_is_one_line_exit_2(args: list[str], names: list[str]) -> None:
-    result = run("infill", INFILL, *args)
-    assert result.exit_code == 2
-    assert result.stdout == ""
-    assert_one_line_error(result.stderr, *names)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("args", "names"), BAD_INPUT[:5], ids=[" ".join(a) for a, _ in BAD_INPUT[:5]])
-@pytest.mark.parametrize("module", [False, True], ids=["llada", "python -m llada_cli"])
-def test_bad_input_in_a_subprocess(args: list[str], names: list[str], module: bool) -> None:
-    for command in (["infill", INFILL], ["complete", "--suffix", SUFFIX], ["chat", "Hello"]):
-        out = exe(*command, *args, module=module)
-        assert out.returncode == 2, (command, out.stderr)
-        assert_one_line_error(out.stderr, *names)
-
-
-def test_env_model_is_checked_like_the_flag() -> None:
-    result = run("infill", INFILL, env={"LLADA_MODEL": "/no/such/dir"})
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--model", "LLADA_MODEL")
-
-
 # -- infill and complete ----------------------------------------------------------------------------
 
 
@@ -244,12 +208,6 @@ def test_infill_options_reach_the_call() -> None:
     assert result.exit_code == 0, result.stderr
     obj = one_json(result.stdout)
     assert obj["forward_passes"] == 4 and obj["lengths"] == [6]
-
-
-def test_infill_without_a_span_is_a_usage_error() -> None:
-    result = run("infill", "no span here")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "TEXT", "[MASK]")
 
 
 @pytest.mark.parametrize(
@@ -271,21 +229,6 @@ def test_complete_directions(args: list[str], check: Any) -> None:
     obj = one_json(result.stdout)
     assert RESULT_KEYS <= obj.keys() and isinstance(obj["text"], str)
     assert check(obj)
-
-
-def test_complete_usage_errors() -> None:
-    result = run("complete", "a", "--prefix", "b")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--prefix")
-    result = run("complete", "Zapur lives in", "--length", "3")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--length", "--suffix")
-    result = run("complete", "--suffix", "x", "--length", "many")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--length")
-    result = run("complete", "--suffix", "x", "--length", "40")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--length", "--max-tokens")
 
 
 @pytest.mark.slow
@@ -328,51 +271,8 @@ def test_chat_jsonl() -> None:
     answers = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(answers) == 2 and all(RESULT_KEYS <= a.keys() for a in answers)
 
-    result = run("chat", "--jsonl", input='[{"role": "user"}]\n')
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "stdin line 1", "content")
 
-
-def test_chat_repl_commands(tmp_path: Path) -> None:
-    saved = tmp_path / "conversation.json"
-    script = (
-        "\n".join(
-            [
-                "/set max_tokens 16",
-                "/set block_length 7",
-                "/set nope 1",
-                "/system Be brief.",
-                "Where does Zapur live?",
-                f"/save {saved}",
-                "/reset",
-                '"""What day',
-                'comes after Monday?"""',
-                "/bogus",
-                f"/load {saved}",
-                "/set",
-                "/exit",
-                "never read",
-            ]
-        )
-        + "\n"
-    )
-    result = run("chat", "--interactive", "--no-view", input=script)
-    assert result.exit_code == 0, result.stderr
-    out = result.stdout
-    assert "max_tokens = 16" in out
-    assert "error: `block_length` (7) must divide `max_tokens` (16)" in out
-    assert "error: unknown option 'nope'" in out
-    assert "system prompt set" in out and "conversation cleared" in out
-    assert "... " in out  # the continuation prompt of the multi-line message
-    assert "unknown command /bogus" in out
-    assert f"loaded 3 messages from {saved}" in out
-    assert "early_stop = True" in out  # /set alone lists the options
-    messages = json.loads(saved.read_text())
-    assert [m["role"] for m in messages] == ["system", "user", "assistant"]
-    assert messages[0]["content"] == "Be brief." and messages[1]["content"] == "Where does Zapur live?"
-
-
-def test_chat_load_flag_and_errors(tmp_path: Path) -> None:
+def test_chat_load_flag_continues_a_saved_conversation(tmp_path: Path) -> None:
     history = tmp_path / "h.json"
     history.write_text(
         json.dumps(
@@ -384,14 +284,7 @@ def test_chat_load_flag_and_errors(tmp_path: Path) -> None:
     )
     result = run("chat", "--load", str(history), "What does Zapur do?", "--json")
     assert result.exit_code == 0, result.stderr
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    result = run("chat", "--load", str(bad), "hi")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--load", "not valid JSON")
-    result = run("chat", "--load", str(tmp_path / "missing.json"), "hi")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--load", "missing.json")
+    assert RESULT_KEYS <= one_json(result.stdout).keys()
 
 
 # -- generate, score, info, models, train -----------------------------------------------------------
@@ -412,22 +305,10 @@ def test_generate_text_chat_and_ids() -> None:
     assert result.stdout.endswith("\n")
 
 
-def test_generate_errors(no_tokenizer_model: Path) -> None:
-    result = run("generate", "--ids", "1 two")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "TEXT", "integers")
-    result = run("generate", "--ids", "0 99999", "--max-tokens", "8")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "TEXT", "99999")
-    result = run("generate", "-o", "early_stop", "true", "x")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "early_stop")
-    result = run("generate", "hello", "-m", str(no_tokenizer_model))
-    assert result.exit_code == 1
-    assert_one_line_error(result.stderr, "tokenizer", "--ids")
+def test_generate_ids_without_a_tokenizer_prints_the_generated_ids(no_tokenizer_model: Path) -> None:
     result = run("generate", "--ids", "0 5 6", "-m", str(no_tokenizer_model), "--max-tokens", "8")
     assert result.exit_code == 0, result.stderr
-    assert len(result.stdout.split()) == 8  # no tokenizer: the generated ids
+    assert len(result.stdout.split()) == 8 and all(t.isdigit() for t in result.stdout.split())
 
 
 def test_score_and_choose() -> None:
@@ -447,18 +328,6 @@ def test_score_and_choose() -> None:
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 2 and sum(line.startswith("*") for line in lines) == 1
-
-
-def test_score_usage_errors() -> None:
-    result = run("score", "Zapur lives in")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "CONTINUATION", "--choice")
-    result = run("score", "Zapur lives in", " Duskmere.", "--mc-num", "10", "--batch-size", "4")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--mc-num", "--batch-size")
-    result = run("score", "Zapur lives in", " x", "--seed", "-2")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--seed")
 
 
 def test_info() -> None:
@@ -511,13 +380,18 @@ def test_train_delegates_to_the_training_entry_point() -> None:
     result = run("train", "--", "--help")
     assert result.exit_code == 0
     assert "--out" in result.stdout and "--steps" in result.stdout
-    assert "python -m llada_sdk.training" in run("train", "--help").stdout
+    assert "python -m llada_sdk.training" in " ".join(run("train", "--help").stdout.split())  # however click wraps it
 
 
 @pytest.mark.slow
 def test_other_commands_as_executables(tmp_path: Path) -> None:
+    data = tmp_path / "data.jsonl"
+    chat = [{"role": "user", "content": "Where does Ana live?"}, {"role": "assistant", "content": "In Lima."}]
+    data.write_text(json.dumps({"text": "Ana lives in Lima."}) + "\n" + json.dumps({"messages": chat}) + "\n")
     out = exe(
         "train",
+        "--data",
+        str(data),
         "--out",
         str(tmp_path / "run"),
         "--steps",
@@ -536,8 +410,6 @@ def test_other_commands_as_executables(tmp_path: Path) -> None:
         "64",
         "--vocab-size",
         "300",
-        "--n-people",
-        "4",
         "--warmup",
         "1",
     )
@@ -559,12 +431,6 @@ def test_other_commands_as_executables(tmp_path: Path) -> None:
 
 
 # -- runtime errors ---------------------------------------------------------------------------------
-
-
-def test_missing_tokenizer_is_a_runtime_error(no_tokenizer_model: Path) -> None:
-    result = run("infill", INFILL, "-m", str(no_tokenizer_model))
-    assert result.exit_code == 1
-    assert_one_line_error(result.stderr, "tokenizer")
 
 
 @pytest.mark.slow
@@ -589,15 +455,6 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
     assert_one_line_error(result.stderr, "pip install 'llada-sdk[torch]'")
 
 
-def test_model_path_that_is_a_file_and_bad_device() -> None:
-    result = run("info", "-m", str(BUNDLED_DIR / "config.json"))
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--model", "config.json")
-    result = run("info", "--device", "toaster")
-    assert result.exit_code == 2
-    assert_one_line_error(result.stderr, "--device", "toaster")
-
-
 @pytest.mark.slow
 def test_debug_shows_the_traceback(no_tokenizer_model: Path) -> None:
     result = run("--debug", "infill", INFILL, "-m", str(no_tokenizer_model))
@@ -608,6 +465,12 @@ def test_debug_shows_the_traceback(no_tokenizer_model: Path) -> None:
 
 
 # -- the live view ----------------------------------------------------------------------------------
+
+
+def test_the_view_says_when_it_cannot_run() -> None:
+    result = run("complete", "Zapur lives in", "--view")
+    assert result.exit_code == 0
+    assert "note: --view ignored (stdout is not a terminal)" in result.stderr
 
 
 def test_canvas_view_marks_masks_and_highlights_the_latest_step() -> None:

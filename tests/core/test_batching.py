@@ -103,7 +103,7 @@ def test_bad_batcher_settings_are_named() -> None:
 
 
 def test_golden_generations_stay_token_exact_when_batched_together(tiny: Any, golden: Any) -> None:
-    from tests.core.test_parity import GENERATE_KEYS
+    from tests.conftest import GENERATE_KEYS
 
     cases = [c for c in golden["generation"] if c["torch_manual_seed"] is None and "args" in c]
     cases = [c for c in cases if set(GENERATE_KEYS) <= set(c["args"])]

@@ -129,6 +129,33 @@ def test_bf16_checkpoint_loads_as_bf16_without_a_float32_copy(tmp_path: Path, mo
     assert seen and set(seen) == {torch.bfloat16}  # every read buffer was bf16, none float32
 
 
+def test_half_precision_checkpoints_load_as_float32_on_a_cpu_without_fast_bf16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from llada_cli.main import cli
+    from llada_sdk.backends import torch_backend as tb
+    from llada_sdk.loading import BUNDLED_DIR
+
+    folder = tmp_path / "bf16"
+    shutil.copytree(BUNDLED_DIR, folder)
+    weights = load_file(str(folder / "model.safetensors"))
+    save_file({k: v.to(torch.bfloat16) for k, v in weights.items()}, str(folder / "model.safetensors"))
+    monkeypatch.setattr(tb, "cpu_has_fast_half", lambda: False)
+    slow_cpu = LLaDA.from_pretrained(folder, device="cpu")
+    assert slow_cpu.model.dtype == torch.float32 and "no native bfloat16" in slow_cpu.backend.info()["dtype_note"]
+    monkeypatch.setattr(tb, "cpu_has_fast_half", lambda: True)
+    fast_cpu = LLaDA.from_pretrained(folder, device="cpu")
+    assert (
+        fast_cpu.model.dtype == torch.bfloat16 and fast_cpu.backend.info()["dtype_note"] == "the checkpoint's own dtype"
+    )
+    asked = LLaDA.from_pretrained(folder, device="cpu", dtype="bfloat16")
+    assert asked.model.dtype == torch.bfloat16
+    out = CliRunner().invoke(cli, ["info", "-m", str(folder), "--json"])
+    assert json.loads(out.output)["dtype"] in ("float32", "bfloat16") and json.loads(out.output)["dtype_note"]
+
+
 def test_sharded_checkpoint_loads(tmp_path: Path, tiny: Any) -> None:
     d = tmp_path / "sharded"
     d.mkdir()

@@ -100,13 +100,15 @@ def test_parallel_rules_decode_the_bundled_answer_in_fewer_passes(bundled: Any) 
         bundled.chat(msgs, factor=1.0, entropy_bound=0.5)
 
 
-def test_every_parallel_rule_is_an_option_field_that_is_off_by_default() -> None:
-    from llada_sdk import options
+def test_every_parallel_rule_is_an_option_field_that_is_off_until_set() -> None:
     from llada_sdk.decoding import rules
 
-    assert options.PARALLEL_RULES == tuple(rules.PARALLEL_RULES)
-    for name in rules.PARALLEL_RULES:
-        assert GenerationOptions.model_fields[name].default is None, name
+    # the default options decode with the step budget; a rule's field, set alone, hands the count to it
+    assert not DecodeConfig.from_options(GenerationOptions(), mask_id=MASK).parallel
+    for name, rule in rules.PARALLEL_RULES.items():
+        cfg = DecodeConfig.from_options(GenerationOptions(**{name: 0.5}), mask_id=MASK)
+        assert cfg.parallel and cfg.rule is rule and cfg.rule_value == 0.5, name
+        assert GenerationOptions(**{name: 0.5}).parallel_rule == name
 
 
 def test_the_engine_asks_the_rule_record(monkeypatch: pytest.MonkeyPatch) -> None:

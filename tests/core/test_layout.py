@@ -1,4 +1,5 @@
-"""Packaging promises: light imports, the missing-extra error, and the installed top-level names."""
+"""Packaging promises: light imports, the missing-extra error, the installed top-level names, and a wheel
+that holds every module."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 
 ROOT = Path(__file__).parents[2]
@@ -52,3 +54,32 @@ def test_bundled_model_is_shipped_and_small() -> None:
     files = {p.name for p in BUNDLED_DIR.iterdir()}
     assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= files
     assert (BUNDLED_DIR / "model.safetensors").stat().st_size <= 10 * 2**20
+
+
+@pytest.mark.slow
+def test_the_wheel_holds_every_module(tmp_path: Path) -> None:
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
+    names = set(zipfile.ZipFile(next(tmp_path.glob("*.whl"))).namelist())
+    for source in ("llada_sdk", "export/llada_export", "integrations/langchain_llada", "cli/llada_cli"):
+        for path in (ROOT / source).rglob("*.py"):
+            rel = path.relative_to(ROOT / source).as_posix()
+            package = source.split("/")[-1]
+            assert f"{package}/{rel}" in names, f"{package}/{rel} is missing from the wheel"
+    assert "llada_sdk/bundled/llada-tiny-kb/model.safetensors" in names

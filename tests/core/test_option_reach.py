@@ -32,6 +32,7 @@ NON_DEFAULT: dict[str, tuple[list[str], Any]] = {
     "seed": (["--seed", "3"], 3),
     "reference_compat": (["--reference-compat"], True),
     "max_auto_length": (["--max-auto-length", "4"], 4),
+    "exact_tool_calls": (["--no-exact-tool-calls"], False),
 }
 COMMANDS = {
     "infill": ["infill", "Zapur lives in [MASK:2]."],

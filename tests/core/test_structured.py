@@ -13,10 +13,10 @@ import pytest
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from llada_sdk.eval import random_schema_model
 from llada_sdk.text.canvas import parse_masked_text
 from llada_sdk.text.structured import fill_schema, fill_schema_result, json_schema_of, skeleton
 from llada_sdk.tokenizer import Tokenizer
+from recipes.bundled_model.eval import random_schema_model
 
 BUNDLED = Path(__file__).parents[2] / "llada_sdk" / "bundled" / "llada-tiny-kb"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from llada_sdk.corpus import KB_LOOKUP_TOOL, build_corpus, lookup_result
 from llada_sdk.text.tools import (
     INSTRUCTION,
     ParsedToolCall,
@@ -20,6 +19,7 @@ from llada_sdk.text.tools import (
     transcript,
     with_tools,
 )
+from recipes.bundled_model.corpus import KB_LOOKUP_TOOL, build_corpus, lookup_result
 
 WEATHER = {
     "type": "function",
@@ -204,6 +204,6 @@ def test_the_kb_tool_is_what_langchain_makes_of_the_eval_tool() -> None:
     pytest.importorskip("langchain_core")
     from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    from langchain_llada.eval_tasks import kb_lookup_tool
+    from recipes.bundled_model.agent_tasks import kb_lookup_tool
 
     assert convert_to_openai_tool(kb_lookup_tool(build_corpus(0))) == KB_LOOKUP_TOOL

@@ -10,8 +10,8 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, ToolMessage
 
 from langchain_llada import ChatLLaDA
-from langchain_llada.eval_tasks import kb_lookup_tool
-from llada_sdk.corpus import build_corpus, lookup_result
+from recipes.bundled_model.agent_tasks import kb_lookup_tool
+from recipes.bundled_model.corpus import build_corpus, lookup_result
 
 CORPUS = build_corpus(0)
 

@@ -19,10 +19,10 @@ from pydantic import BaseModel
 
 from langchain_llada import ChatLLaDA
 from langchain_llada._utils import cached_models, load_model, to_llada_messages
-from langchain_llada.eval_tasks import kb_lookup_tool
-from llada_sdk.corpus import KB_LOOKUP_TOOL, build_corpus
 from llada_sdk.results import ResultEvent, StepEvent, TextEvent, TextResult
 from llada_sdk.text.tools import render_tools
+from recipes.bundled_model.agent_tasks import kb_lookup_tool
+from recipes.bundled_model.corpus import KB_LOOKUP_TOOL, build_corpus
 
 CORPUS = build_corpus(0, tools=True)
 HELD_OUT = next(p for p in CORPUS.people if p.held_out_chat)
@@ -297,11 +297,11 @@ def fake_stream_chat(monkeypatch: pytest.MonkeyPatch, deltas: list[str]) -> None
         ),
     ],
 )
-def test_a_malformed_tool_call_is_an_invalid_call_with_its_reason_never_content(
+def test_without_exact_calls_a_malformed_call_is_an_invalid_call_with_its_reason_never_content(
     monkeypatch: pytest.MonkeyPatch, deltas: list[str], content: str, error: str
 ) -> None:
     fake_stream_chat(monkeypatch, deltas)
-    chat = ChatLLaDA().bind_tools([KB_LOOKUP_TOOL])
+    chat = ChatLLaDA(exact_tool_calls=False).bind_tools([KB_LOOKUP_TOOL])
     msg = chat.invoke("Where does Dube live?")
     assert str(msg.content).strip() == content and not msg.tool_calls
     assert len(msg.invalid_tool_calls) == 1 and error in str(msg.invalid_tool_calls[0]["error"])
@@ -310,3 +310,59 @@ def test_a_malformed_tool_call_is_an_invalid_call_with_its_reason_never_content(
     assert sum(len(c.tool_call_chunks) for c in streamed) == 1
     again = asyncio.run(chat.ainvoke("Where does Dube live?"))
     assert again.invalid_tool_calls[0]["error"] == msg.invalid_tool_calls[0]["error"]
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city.",
+        "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"], "type": "object"},
+    },
+}
+FIND = {
+    "type": "function",
+    "function": {
+        "name": "find_person",
+        "description": "Look up a person's city, job and parent.",
+        "parameters": {"properties": {"person": {"type": "string"}}, "required": ["person"], "type": "object"},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("deltas", "tools", "call"),
+    [  # what the model wrote -> the exact call
+        (
+            ['<tool_call>{"name": "find_persn", "arguments": {"nme": "Dube"}}</tool_call>'],
+            [FIND],
+            ("find_person", {"person": "Dube"}),
+        ),
+        (
+            ['<tool_call>{"name": "find_person", "arguments": {"person": "Dube", "x": 1}}</tool_call>'],
+            [WEATHER, FIND],
+            ("find_person", {"person": "Dube"}),
+        ),
+        (
+            ['<tool_call>{"name": "get_weather", "arguments": {"place": "Kelso"', "}}</tool_call>"],
+            [FIND, WEATHER],
+            ("get_weather", {"city": "Kelso"}),
+        ),
+        (['<tool_call>{"name": "find_person", "arguments": {"person": "Du'], [FIND], ("find_person", None)),
+        (['<tool_call>{"arguments": {}}</tool_call>'], [FIND], ("find_person", None)),
+    ],
+)
+def test_a_call_the_model_writes_is_made_exact(
+    monkeypatch: pytest.MonkeyPatch, deltas: list[str], tools: list[dict[str, Any]], call: tuple[str, Any]
+) -> None:
+    from llada_sdk.text.schema import validate
+
+    fake_stream_chat(monkeypatch, deltas)
+    msg = ChatLLaDA().bind_tools(tools).invoke("Where does Dube live?")
+    assert not msg.invalid_tool_calls and str(msg.content) == "" and len(msg.tool_calls) == 1
+    name, args = call
+    assert msg.tool_calls[0]["name"] == name
+    spec = next(t["function"] for t in tools if t["function"]["name"] == name)
+    validate(msg.tool_calls[0]["args"], spec["parameters"])  # filled schema-exact when nothing usable was written
+    if args is not None:
+        assert msg.tool_calls[0]["args"] == args

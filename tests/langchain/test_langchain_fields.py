@@ -70,6 +70,7 @@ BAD_VALUES = {  # a value GenerationOptions refuses, and the rule its error stat
     "seed": (2**70, "less than or equal to 9223372036854775807"),
     "reference_compat": ("maybe", "valid boolean"),
     "max_auto_length": (0, "greater than or equal to 1"),
+    "exact_tool_calls": ("maybe", "valid boolean"),
 }
 
 

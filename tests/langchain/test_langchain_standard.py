@@ -25,10 +25,6 @@ XFAIL = {
         "score), the test needs {'input': 3}"
     ),
     "test_tool_calling_async": "model quality: as test_tool_calling (measured {'input': 0})",
-    "test_agent_loop": (
-        "model quality: the bundled model never saw a weather question; it answers instead of calling "
-        "get_weather (measured: no tool call)"
-    ),
     "test_unicode_tool_call_integration": (
         "model quality: the forced call is valid JSON, but the model does not copy the CJK name "
         "('你好啊集团') into customer_name (its corpus is ASCII)"

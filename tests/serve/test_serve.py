@@ -270,7 +270,7 @@ def test_api_key_cors_and_a_500_without_traceback(bundled: LLaDA) -> None:
 
 @pytest.mark.slow  # seconds of decoding: the slow run has it
 def test_sixteen_concurrent_requests_are_batched_and_token_exact(base: str, bundled: LLaDA) -> None:
-    from llada_sdk.corpus import people
+    from recipes.bundled_model.corpus import people
 
     asks = [[{"role": "user", "content": f"Where does {p.name} live?"}] for p in people()[:8]]
     prompts = [f"{p.name} lives in" for p in people()[:8]]
@@ -366,8 +366,8 @@ def test_chat_openai_invokes_streams_calls_tools_and_structures(base: str) -> No
     assert "".join(str(c.content) for c in chunks) == "The month after March is April."
     assert sum((c.usage_metadata or {}).get("total_tokens", 0) for c in chunks) > 0
 
-    from langchain_llada.eval_tasks import kb_lookup_tool
-    from llada_sdk.corpus import build_corpus
+    from recipes.bundled_model.agent_tasks import kb_lookup_tool
+    from recipes.bundled_model.corpus import build_corpus
 
     corpus = build_corpus(0)
     person = next(p for p in corpus.people if p.held_out_chat)

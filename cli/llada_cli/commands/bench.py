@@ -1,9 +1,17 @@
-"""``llada bench``: torch eager and onnxruntime side by side (``llada_export.bench``; needs torch, onnx),
-or with ``--decode`` the decoding benchmark (``llada_sdk.decode_bench``; needs torch)."""
+"""``llada bench``: a thin entry to the benchmark scripts of a source checkout (``benchmarks/``, not in
+the wheel): ``onnx_vs_torch.py`` (torch eager and onnxruntime side by side; needs torch, onnx), or with
+``--decode`` ``decode.py`` (the decoding benchmark; needs torch)."""
 
 from __future__ import annotations
 
+import runpy
+import sys
+from pathlib import Path
+
 import click
+
+BENCHMARKS = Path(__file__).resolve().parents[3] / "benchmarks"
+"""Where the scripts are in a source checkout (cli/llada_cli/commands/ -> the repository root)."""
 
 
 @click.command(
@@ -18,7 +26,8 @@ import click
 )
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def bench(decode: bool, args: tuple[str, ...]) -> None:
-    """Benchmark torch eager and onnxruntime in one run: every ARG goes to python -m llada_export.bench.
+    """Benchmark torch eager and onnxruntime in one run: runs benchmarks/onnx_vs_torch.py of a source
+    checkout with every ARG.
 
     Exports the bundled model and the medium config (168M parameters, random weights) to temporary
     bundles, then prints forward ms, tokens/s of a greedy decode and the float32 matmul ceiling per
@@ -33,11 +42,16 @@ def bench(decode: bool, args: tuple[str, ...]) -> None:
     from llada_sdk._deps import require_torch
 
     require_torch()  # both benchmarks measure torch: say which extra is missing, not an ImportError
-    if decode:
-        from llada_sdk.decode_bench import main as decode_main
-
-        decode_main(list(args), prog="llada bench --decode")
-        return
-    from llada_export.bench import main
-
-    main(list(args), prog="llada bench")
+    script = BENCHMARKS / ("decode.py" if decode else "onnx_vs_torch.py")
+    if not script.is_file():
+        raise click.ClickException(
+            f"`llada bench` runs {script.name} from benchmarks/ of a source checkout, which this install "
+            "does not have (the wheel ships no benchmarks): clone the repository and run it there"
+        )
+    saved = list(sys.path)
+    sys.path.insert(0, str(script.parent))  # the scripts import their neighbours (medium.py, _repo.py)
+    try:
+        main = runpy.run_path(str(script), run_name=f"benchmarks.{script.stem}")["main"]
+        main(list(args), prog=f"llada bench{' --decode' if decode else ''}")
+    finally:
+        sys.path[:] = saved

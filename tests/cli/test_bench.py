@@ -1,13 +1,20 @@
-"""``llada bench --decode`` (``llada_sdk.decode_bench``): the FLOP count, the CLI route, one small run."""
+"""``llada bench --decode`` (``benchmarks/decode.py``): the FLOP count, the CLI route, one small run."""
 
 from __future__ import annotations
+
+import runpy
+import sys
 
 import pytest
 from click.testing import CliRunner
 
+from llada_cli.commands.bench import BENCHMARKS
 from llada_cli.main import cli
 from llada_sdk.config import medium_config
-from llada_sdk.decode_bench import CACHES, RULES, forward_flops
+
+sys.path.insert(0, str(BENCHMARKS))
+decode_bench = runpy.run_path(str(BENCHMARKS / "decode.py"), run_name="benchmarks.decode")
+CACHES, RULES, forward_flops = decode_bench["CACHES"], decode_bench["RULES"], decode_bench["forward_flops"]
 
 
 def test_forward_flops_by_hand() -> None:
@@ -26,9 +33,7 @@ def test_cli_routes_decode_to_the_decode_benchmark() -> None:
 
 @pytest.mark.slow
 def test_a_small_decode_benchmark_reports_every_cache_and_rule(capsys: pytest.CaptureFixture[str]) -> None:
-    from llada_sdk.decode_bench import run
-
-    report = run(threads=1, gens=(8,), medium_gens=(8,), prompt_len=8, block=8, medium_steps=8)
+    report = decode_bench["run"](threads=1, gens=(8,), medium_gens=(8,), prompt_len=8, block=8, medium_steps=8)
     rows = [line for line in report.splitlines() if line.startswith("| 8 | eager |")]
     medium_rows, bundled_rows = rows[: len(CACHES)], rows[len(CACHES) :]
     assert [r.split(" | ")[2:4] for r in medium_rows] == [[c, "fixed"] for c in CACHES]

@@ -1,4 +1,4 @@
-"""``llada bench``: PyTorch eager and onnxruntime side by side, in one run, with the matmul ceiling.
+"""PyTorch eager and onnxruntime side by side (``python benchmarks/onnx_vs_torch.py``, or ``llada bench``), in one run, with the matmul ceiling.
 
 For each model (the bundled one and the medium config of ``benchmarks/medium.py``, random weights) and
 canvas shape, it prints the median forward time of torch eager and of onnxruntime per precision (the
@@ -159,7 +159,7 @@ def _shape(text: str) -> tuple[int, int]:
     return int(b), int(n)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m llada_export.bench") -> None:
+def main(argv: list[str] | None = None, prog: str = "python benchmarks/onnx_vs_torch.py") -> None:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="bundled,medium", help="comma-separated: bundled, medium")
     parser.add_argument("--shapes", default="1x128,1x512", help="comma-separated BATCHxLENGTH")
@@ -177,10 +177,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m llada_export.benc
         repeat=args.repeat,
         gen_tokens=args.gen_tokens,
         workdir=args.workdir,
-        log=lambda m: print(m, file=sys.stderr, flush=True),  # noqa: T201
+        log=lambda m: print(m, file=sys.stderr, flush=True),
     )
-    print(f"threads={args.threads}, repeat={args.repeat} (median), onnxruntime CPU provider")  # noqa: T201
-    print(table(rows))  # noqa: T201
+    print(f"threads={args.threads}, repeat={args.repeat} (median), onnxruntime CPU provider")
+    print(table(rows))
     _ = np  # numpy arrays flow through the onnxruntime predictors
 
 

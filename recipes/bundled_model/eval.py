@@ -1,6 +1,6 @@
-"""Exact-match evaluation of a model trained on ``llada_sdk.corpus``, through the public text API.
+"""Exact-match evaluation of a model trained on the synthetic corpus (``corpus``), through the public text API.
 
-``python -m llada_sdk.eval [--model M] [--json] [--limit N]`` prints the accuracy per task:
+``python -m recipes.bundled_model.eval [--model M] [--json] [--limit N]`` prints the accuracy per task:
 
 - ``infill_city``: ``X lives in [MASK:n] and works as a J.`` -> the city (n = its true token length).
 - ``infill_count_heldout``: ``count: a a+1 [MASK:n] a+3`` for start values never trained on.
@@ -36,8 +36,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from llada_sdk._deps import installed_entry_points
-from llada_sdk.corpus import (
+from recipes.bundled_model.corpus import (
     build_corpus,
     is_held_out_count,
     kb_chat,
@@ -172,13 +171,14 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
         model = random_schema_model(schema_rng, f"Schema{i}")
         prompt = f"{corpus.docs[i]}"
         tasks["schema_validity"].append((model.__name__, partial(_schema_valid, model=model, prompt=prompt)))
-    # tasks of the layers above (the LangChain agent and extraction), found without importing them
-    for ep in installed_entry_points("llada_sdk.eval_tasks"):
-        try:
-            extra = ep.load()
-        except ImportError:
-            continue  # its extra is not installed
-        tasks.update(extra(llm, corpus, seed))
+    try:  # the LangChain tasks, when LangChain is installed
+        import langchain.agents  # noqa: F401
+
+        import langchain_llada  # noqa: F401
+        from recipes.bundled_model.agent_tasks import tasks as agent_tasks
+    except ImportError:
+        return tasks
+    tasks.update(agent_tasks(llm, corpus, seed))
     return tasks
 
 
@@ -200,7 +200,7 @@ def evaluate(llm: Any, limit: int | None = None, tasks: list[str] | None = None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m llada_sdk.eval", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m recipes.bundled_model.eval", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None, help="model directory or Hub id (default: the bundled model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N items of each task")

@@ -1,0 +1,1 @@
+"""The bundled model (``llada_sdk/bundled/llada-tiny-kb``): its synthetic corpus, training rows, phases and evaluation."""
