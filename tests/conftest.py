@@ -124,3 +124,17 @@ def make_tokenizer_dir(path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tokenizer_dir(tmp_path_factory.mktemp("tok"))
+
+
+@pytest.fixture
+def no_tokenizer_model(tmp_path: Path) -> Path:
+    """The bundled model's weights and config without its tokenizer."""
+    import shutil
+
+    from llada_sdk.loading import BUNDLED_DIR
+
+    folder = tmp_path / "no-tokenizer"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(BUNDLED_DIR / name, folder / name)
+    return folder

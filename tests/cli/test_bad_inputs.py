@@ -411,15 +411,6 @@ CLI_CASES = [
 ]
 
 
-@pytest.fixture
-def no_tokenizer_model(tmp_path: Path) -> Path:
-    folder = tmp_path / "no-tokenizer"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(BUNDLED_DIR / name, folder / name)
-    return folder
-
-
 @pytest.mark.parametrize(("args", "stdin", "code", "words", "env", "file"), CLI_CASES)
 def test_cli_rejects(
     request: pytest.FixtureRequest,

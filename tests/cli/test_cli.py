@@ -97,15 +97,6 @@ def assert_one_line_error(stderr: str, *names: str) -> None:
     assert "Traceback" not in stderr
 
 
-@pytest.fixture
-def no_tokenizer_model(tmp_path: Path) -> Path:
-    folder = tmp_path / "no-tokenizer"
-    folder.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(BUNDLED_DIR / name, folder / name)
-    return folder
-
-
 # -- help and start-up ------------------------------------------------------------------------------
 
 
