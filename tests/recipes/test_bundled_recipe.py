@@ -131,19 +131,16 @@ def test_the_recipe_script_is_the_shipped_models() -> None:
     assert json.loads((bundled / "config.json").read_text())["vocab_size"] == tok.get_vocab_size() == 514
 
 
-def test_the_default_recipe_is_the_first_models() -> None:
-    """Without flags, training is the first bundled model's recipe (no tool rows, GPT-2 pre-tokenizer)."""
-    cfg = BundledConfig()
-    assert (cfg.steps, cfg.seq_len, cfg.vocab_size, cfg.sft_fraction, cfg.tools, cfg.split_spaces) == (
-        8000,
-        96,
-        512,
-        0.3,
-        False,
-        False,
-    )
-    corpus = build_corpus(cfg.seed)
-    assert not corpus.conversations and not corpus.extraction  # the tool rows are opt-in (tools=True)
+def test_without_flags_the_recipe_has_no_tool_rows() -> None:
+    """The tool, extraction and small-talk rows are opt-in (``--tools``): without it the data is the
+    first bundled model's, and the tokenizer has no tool-call tokens."""
+    from recipes.bundled_model.train import BundledData, parse_args
+
+    _out, _resume, cfg = parse_args(["--out", "runs/first"])
+    data = BundledData(cfg)
+    assert not data.tool_tokens
+    assert not any("<tool_call>" in t for t in data.tokenizer_texts())
+    assert not data.corpus.conversations and not data.corpus.extraction and not data.corpus.synthetic
 
 
 def test_split_spaces_makes_a_word_the_same_tokens_after_a_space_or_a_quote() -> None:
