@@ -5,8 +5,9 @@ commands and their output is re-run in process on the bundled model, and its out
 (``$ echo TEXT | llada ...`` gets TEXT on stdin). A block is left as written when one of its commands
 needs a set-up the script cannot make (a trained directory under /tmp, a broken checkpoint, torch
 uninstalled, an interactive REPL, a shell: a ``#`` comment, ``/tmp``, ``train``, ``--no-view``, another
-pipe or a continued line) or prints what differs between machines (``llada info``, ``llada models``:
-paths, sizes); ``--help`` always re-runs.
+pipe or a continued line) or prints what differs between machines (``llada models``: the local Hub
+cache); ``--help`` always re-runs. Where the package is installed differs too: a printed path to the
+bundled model is shown as ``…/llada_sdk/bundled/...``.
 
 A block right after ``<!-- setup: llada ...; llada ... -->`` runs in a new empty working directory
 where those commands ran first (their output is not shown): ``llada export llada-tiny-kb ./kb-onnx``
@@ -39,7 +40,8 @@ BLOCK = re.compile(
     r"```(?:text|console|bash|sh|shell)\n(?P<body>.*?)^```",
     re.S | re.M,
 )
-SKIP = ("#", "/tmp", " train", "--no-view", "llada models", "llada info")  # set-ups, paths, sizes
+SKIP = ("#", "/tmp", " train", "--no-view", "llada models")  # set-ups, the local Hub cache
+INSTALLED = re.compile(r"(?:(?<!\w)[A-Za-z]:)?[/\\][^\s\"']*?[/\\](?=llada_sdk[/\\]bundled[/\\])")
 ECHO = re.compile(r"^echo (?P<text>.*?) \| (?P<command>llada .*)$")
 NUMBER = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
 REL_TOLERANCE = 1e-4
@@ -53,7 +55,7 @@ def run(command: str, stdin: str | None = None) -> str:
 
     args = shlex.split(command)[1:]
     result = CliRunner().invoke(cli, args, input=stdin, prog_name="llada", terminal_width=100)
-    return result.output
+    return INSTALLED.sub("…/", result.output)
 
 
 def _decimals(number: str) -> int:

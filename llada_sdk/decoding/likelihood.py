@@ -73,7 +73,7 @@ def chain_log_likelihoods(
     tokens of sequence ``i`` early: the tokens from there to ``end`` are masked in every row and never
     scored (they still give the model the text's length). Deterministic (no masks are drawn), so texts
     compared on it differ only by their own tokens -- the Monte Carlo bound's sampling noise is larger
-    than the gap between two candidate lengths (README: "How [MASK:auto] works"). Costs one forward row
+    than the gap between two candidate lengths (docs/decoding.md: "How [MASK:auto] works"). Costs one forward row
     per scored token; the rows of all sequences run together, right-padded with ``pad_id`` behind an
     attention mask."""
     L = max(len(s) for s in sequences)

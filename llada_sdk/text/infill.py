@@ -28,7 +28,8 @@ AUTO_LOGITS_BUDGET = 1 << 28  # logits per scoring call, at most (1 GiB in float
 # The search costs grow faster than linearly with the number of auto spans (each sweep decodes every span);
 # measured on the bundled model: 2 spans 77 forward passes, 3: 123, 4: 261, 5: 1134 (and runaway text).
 MAX_AUTO_SPANS = 4  # auto spans per text, at most: more are refused before any model call
-AUTO_PASS_BUDGET = 600  # forward passes of one length search: no sweep starts past it (README: "How [MASK:auto] works")
+# forward passes of one length search: no sweep starts past it (docs/decoding.md: "How [MASK:auto] works")
+AUTO_PASS_BUDGET = 600
 
 Allowed = Sequence[Collection[int] | None]
 
@@ -255,7 +256,7 @@ class _Budget:
 def choose_lengths(
     llm: ModelParts, parts: Sequence[str | Span], opts: GenerationOptions, max_auto: int, allowed: Allowed | None = None
 ) -> list[int]:
-    """Coordinate ascent over the ``auto`` spans (README: "How [MASK:auto] works").
+    """Coordinate ascent over the ``auto`` spans (docs/decoding.md: "How [MASK:auto] works").
 
     Each ``auto`` span starts at its natural length (``_natural_lengths``, else ``AUTO_START``). For
     one span at a time every length ``1..max_auto`` is decoded and the resulting texts ranked by the

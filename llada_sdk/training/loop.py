@@ -118,6 +118,8 @@ def model_config(cfg: TrainConfig, tok: Any) -> LLaDAConfig:
         max_sequence_length=cfg.seq_len * 4,
         mask_token_id=tok.token_to_id("<|mdm_mask|>"),
         eos_token_id=tok.token_to_id("<|endoftext|>"),
+        # the rows' length: canvases past it were never trained on (``llada info``, chat's history window)
+        extra={"trained_sequence_length": cfg.seq_len},
     )
 
 

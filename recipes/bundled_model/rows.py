@@ -24,6 +24,7 @@ from recipes.bundled_model.corpus import (
 from recipes.bundled_model.tool_menus import varied_direct_row, varied_tool_row
 
 SFT_TAIL = 40  # EOS positions kept after the longest answer of an SFT batch (chat canvases hold 32 masks)
+LONG_NAME_TOKENS = 5  # a "long" name (``long_names``): about one drawn name in five is this long or longer
 
 
 class RowSampler:
@@ -50,6 +51,7 @@ class RowSampler:
         kinds: bool = False,
         extract_sft: float = 0.0,
         varied_tools: float = 0.0,
+        long_names: float = 0.0,
     ) -> None:
         self.seq_len, self.sft_fraction, self.tool_fraction = seq_len, sft_fraction, tool_fraction
         self.pretrain_len = pretrain_len or seq_len
@@ -62,6 +64,9 @@ class RowSampler:
         # varied_tools: share of the fresh-people tool rows whose menu is drawn (``tool_menus``): a
         # person tool under a drawn name, argument and description, beside zero to two other tools
         self.varied_tools = varied_tools
+        # long_names: share of the fresh people whose name is at least LONG_NAME_TOKENS tokens -- the
+        # names a model copies wrong first (cut short, a syllable repeated)
+        self.long_names = long_names
         self.taken = {n for p in corpus.people for n in (p.name, p.parent)}
         if fresh_people:  # never draw a person of the `extract_person` evaluation (the generator's next 40)
             self.taken |= {p.name for p in synthetic_people(seed, N_SYNTHETIC + 100, exclude=set(self.taken))}
@@ -116,9 +121,11 @@ class RowSampler:
         return self.enc_text(chat_text(messages)), [*self.enc_text(answer), self.eot_id]
 
     def _fresh_person(self) -> Person:
+        # no draw at long_names == 0: the earlier phases' rows stay bit for bit
+        long = self.long_names > 0 and self.rng.random() < self.long_names
         while True:
             p = synthetic_people(self.rng.randrange(2**31), 1, exclude=self.taken)[0]
-            if p.name not in self.taken:
+            if p.name not in self.taken and (not long or len(self.enc_text(p.name)) >= LONG_NAME_TOKENS):
                 return p
 
     def _doc(self) -> list[int]:

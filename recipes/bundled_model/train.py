@@ -33,6 +33,8 @@ class BundledConfig(TrainConfig):
     extract_sft: float = 0.0
     # share of the fresh-people tool rows offering a drawn menu of tools (``tool_menus``)
     varied_tools: float = 0.0
+    # share of the fresh people drawn with a long name (``rows.LONG_NAME_TOKENS`` tokens or more)
+    long_names: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -42,7 +44,7 @@ class BundledConfig(TrainConfig):
             raise ValueError(f"`pretrain_len` must be >= 0 (0 = `seq_len`), got {self.pretrain_len}")
 
     def fractions(self) -> tuple[str, ...]:
-        return (*super().fractions(), "tool_fraction", "extract_fraction", "extract_sft", "varied_tools")
+        return (*super().fractions(), "tool_fraction", "extract_fraction", "extract_sft", "varied_tools", "long_names")
 
 
 class BundledData:
@@ -70,6 +72,7 @@ class BundledData:
             kinds=cfg.tools,
             extract_sft=cfg.extract_sft if cfg.tools else 0.0,
             varied_tools=cfg.varied_tools if cfg.tools else 0.0,
+            long_names=cfg.long_names if cfg.tools else 0.0,
         )
 
 

@@ -141,7 +141,43 @@ API_CASES: list[tuple[str, Callable[[Any], Any], type[BaseException], tuple[str,
         ("`messages`", "context window", "384"),
     ),
     ("session-10mb", lambda m: m.session().send("Zapur " * 2_000_000), ValueError, ("`text`", "context window", "384")),
+    # costs that grow without bound are refused before any model call
+    (
+        "infill-five-auto",
+        lambda m: m.infill("a [MASK:auto] b [MASK:auto] c [MASK:auto] d [MASK:auto] e [MASK:auto] f"),
+        ValueError,
+        ("`text`", "5 [MASK:auto] spans", "limit of 4"),
+    ),
+    # schema-exact: a range no value fits is an error naming the field
+    (
+        "schema-empty-range",
+        lambda m: m.fill_schema(
+            "x", {"type": "object", "properties": {"n": {"type": "integer", "minimum": 10, "maximum": 2}}}
+        ),
+        ValueError,
+        ("$.n", "empty range", "minimum 10, maximum 2"),
+    ),
+    (
+        "schema-exclusive-int",
+        lambda m: m.fill_schema(
+            "x",
+            {"type": "object", "properties": {"n": {"type": "integer", "exclusiveMinimum": 5, "exclusiveMaximum": 6}}},
+        ),
+        ValueError,
+        ("$.n", "empty range", "x > 5 and x < 6"),
+    ),
+    # LangChain fields are checked when the model is built, not at its first call
+    ("langchain-temperature", lambda m: _chat_llada(m, temperature=-1), ValueError, ("`temperature`", "-1")),
+    ("langchain-max-tokens", lambda m: _chat_llada(m, max_tokens=-5), ValueError, ("max_tokens",)),
+    ("langchain-seed", lambda m: _chat_llada(m, seed=2**70), ValueError, ("seed",)),
+    ("langchain-timeout-nan", lambda m: _chat_llada(m, timeout=float("nan")), ValueError, ("timeout",)),
 ]
+
+
+def _chat_llada(m: Any, **fields: Any) -> Any:
+    from langchain_llada import ChatLLaDA
+
+    return ChatLLaDA.from_llada(m, **fields)
 
 
 @pytest.mark.parametrize(("call", "exc", "words"), [c[1:] for c in API_CASES], ids=[c[0] for c in API_CASES])
@@ -168,6 +204,12 @@ LOAD_CASES: list[tuple[str, dict[str, Any], type[BaseException], tuple[str, ...]
     ("device-cuda", {"device": "cuda"}, ValueError, ("CUDA is not available",)),
     ("dtype", {"dtype": "int4"}, ValueError, ("`dtype`", "int4")),
     ("torch-option", {"providers": ["CPU"]}, TypeError, ("providers",)),
+    (
+        "onnx-not-a-bundle",
+        {"path_or_repo_id": BUNDLED_DIR, "backend": "onnx"},
+        CheckpointError,
+        ("not an ONNX bundle", "llada export"),
+    ),
 ]
 
 
@@ -256,6 +298,9 @@ def assert_one_line(output: str, *words: str) -> None:
 
 FILE = "<file>"  # in a case's arguments: a file holding the case's `file` bytes (missing when it has none)
 NO_TOKENIZER = "<no-tokenizer>"  # in a case's arguments: the bundled model without its tokenizer files
+MODEL_COPY = "<model-copy>"  # in a case's arguments: a copy of the bundled model (every file of it must survive)
+FOLDER = "<folder>"  # in a case's arguments: a folder holding precious.txt (which must survive)
+HOSTILE = "<hostile-template>"  # in a case's arguments: the bundled model with a chat template that never ends
 
 
 def bad(
@@ -408,6 +453,22 @@ CLI_CASES = [
         str(MAX_INPUT_BYTES),
         file=b"[" + b" " * MAX_INPUT_BYTES + b"]",
     ),
+    bad("load-endless", ["chat", "--load", "/dev/zero", "hello"], "--load", str(MAX_INPUT_BYTES)),
+    # the model's chat template is someone else's code: bounded
+    bad("template-hostile", ["chat", "-m", HOSTILE, "hello"], "chat template", "range", "limit", code=1),
+    # [MASK:auto]: a bounded number of spans
+    bad(
+        "infill-five-auto",
+        ["infill", "a [MASK:auto] b [MASK:auto] c [MASK:auto] d [MASK:auto] e [MASK:auto] f"],
+        "5 [MASK:auto] spans",
+        "limit of 4",
+    ),
+    # --backend onnx needs an exported bundle
+    bad("onnx-not-a-bundle", ["infill", "x [MASK]", "--backend", "onnx"], "not an ONNX bundle", "llada export", code=1),
+    # export never deletes what it did not write
+    bad("export-onto-source", ["export", MODEL_COPY, MODEL_COPY, "--overwrite"], "`out`", "is the source model"),
+    bad("export-inside-source", ["export", MODEL_COPY, f"{MODEL_COPY}/sub"], "`out`", "inside the source model"),
+    bad("export-over-a-folder", ["export", MODEL_COPY, FOLDER, "--overwrite"], "`out`", "not an llada bundle", "overwrite replaces only"),
 ]
 
 
@@ -428,11 +489,30 @@ def test_cli_rejects(
     if NO_TOKENIZER in args:
         model = str(request.getfixturevalue("no_tokenizer_model"))
         args = [model if a == NO_TOKENIZER else a for a in args]
-    args = [str(path) if a == FILE else a for a in args]
+    copy, folder, hostile = tmp_path / "model", tmp_path / "folder", tmp_path / "hostile"
+    if any(MODEL_COPY in a for a in args):
+        shutil.copytree(BUNDLED_DIR, copy)
+    if FOLDER in args:
+        folder.mkdir()
+        (folder / "precious.txt").write_text("keep me")
+    if HOSTILE in args:
+        shutil.copytree(BUNDLED_DIR, hostile)
+        config = json.loads((hostile / "tokenizer_config.json").read_text())
+        config["chat_template"] = "{% for i in range(10**8) %}{% for j in range(10**8) %}x{% endfor %}{% endfor %}"
+        (hostile / "tokenizer_config.json").write_text(json.dumps(config))
+    places = {FILE: str(path), MODEL_COPY: str(copy), FOLDER: str(folder), HOSTILE: str(hostile)}
+    args = [a.replace(a.split("/")[0], places[a.split("/")[0]], 1) if a.split("/")[0] in places else a for a in args]
     result = CliRunner().invoke(cli, args, input=stdin, env={"LLADA_MODEL": None, "LLADA_DEBUG": None, **env})
     assert result.exit_code == code, result.output
     assert result.stdout == ""
     assert_one_line(result.stderr, *words)
+    # nothing lost: the files the command was pointed at are all still there, unchanged
+    if copy.exists():
+        assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in BUNDLED_DIR.iterdir())
+        assert (copy / "model.safetensors").read_bytes() == (BUNDLED_DIR / "model.safetensors").read_bytes()
+    if folder.exists():
+        assert [p.name for p in folder.iterdir()] == ["precious.txt"]
+        assert (folder / "precious.txt").read_text() == "keep me"
 
 
 SUBPROCESS_CASES = ["steps-0", "temperature-negative", "model-missing", "block-divides", "unknown-flag"]

@@ -86,3 +86,24 @@ def test_an_error_during_a_turn_ends_only_that_turn(monkeypatch: pytest.MonkeyPa
     out = repl("Where does Zapur live?", "Where does Zapur live?")
     assert "error: RuntimeError: the backend fell over" in out and "the conversation is unchanged" in out
     assert "Zapur lives in Duskmere." in out
+
+
+def test_the_session_shown_in_the_docs_is_what_the_repl_prints(tmp_path: Path) -> None:
+    """docs/cli.md's REPL session, replayed up to its Ctrl-C: the same answers and messages, line by line
+    (on a non-terminal the REPL does not echo what is typed: a prompt is followed by the output)."""
+    doc = (Path(__file__).parents[2] / "docs" / "cli.md").read_text(encoding="utf-8")
+    block = doc.split("```text\n$ llada chat --no-view\n", 1)[1].split("```", 1)[0]
+    lines = block.split("\n^C\n", 1)[0].splitlines()
+    banner, session = lines[0], lines[1:-1]  # the last line typed (the cancelled one) is not replayed
+    saved = tmp_path / "zapur.json"
+    typed, expected, prompt = [], [banner], ""
+    for line in session:
+        if line.startswith((">>> ", "... ")):
+            typed.append(line[4:].replace("/tmp/zapur.json", str(saved)))
+            prompt += line[:4]
+        else:
+            expected.append(prompt + line.replace("/tmp/zapur.json", str(saved)))
+            prompt = ""
+    out = repl(*typed)
+    assert out.splitlines()[: len(expected)] == expected
+    assert [m["role"] for m in json.loads(saved.read_text())] == ["user", "assistant"]

@@ -86,7 +86,10 @@ def test_echo_into_a_command_is_its_stdin(gen: Any) -> None:
     )
     for line in ("$ llada complete x; echo $?", "$ cat f | llada chat", "$ llada chat x > out", "$ printf 'a' \\"):
         assert gen.runnable(line) is None, line
-    assert gen.runnable("$ llada info --help") is not None and gen.runnable("$ llada info") is None
+    assert gen.runnable("$ llada models --help") is not None and gen.runnable("$ llada models") is None  # the Hub cache
+    assert gen.runnable("$ llada info") is not None  # re-run: the install path is shown as …/llada_sdk/bundled/
+    shown = gen.run("llada info")
+    assert "bundled:…/llada_sdk/bundled/llada-tiny-kb" in shown and str(Path.cwd()) not in shown
 
 
 def test_every_block_runs_or_says_why_not(gen: Any) -> None:
@@ -97,7 +100,8 @@ def test_every_block_runs_or_says_why_not(gen: Any) -> None:
             if block.not_run is not None:
                 if not block.not_run:
                     problems.append(f"{block}: `<!-- not run: REASON -->` needs the reason")
-            elif block.lang in SHELL and gen.transcript(block.body) is None:
+            elif (block.lang in SHELL or block.body.startswith("$ ")) and gen.transcript(block.body) is None:
+                # a shell block, or a text block of `$` commands: a transcript the generator re-runs, or marked
                 problems.append(f"{block}: not a `$ llada` transcript: mark it <!-- not run: REASON -->")
     assert not problems, "\n".join(problems)
 

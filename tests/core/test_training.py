@@ -210,5 +210,7 @@ def test_llada_train_trains_on_a_data_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1])["steps"] == 2
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    info = CliRunner().invoke(cli, ["info", "-m", str(out)])  # what docs/cli.md does next
+    assert info.exit_code == 0 and "trained window  64 tokens" in info.output, info.output
     bad = CliRunner().invoke(cli, ["train", "--data", str(tmp_path / "missing.jsonl"), "--out", str(out)])
     assert bad.exit_code != 0 and "`data`: cannot read" in bad.output

@@ -244,3 +244,32 @@ def test_sidecar_write_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.undo()
     side.write(folder)
     assert Sidecar.read(folder).precision == "int8" and sorted(os.listdir(folder)) == names
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_during_an_export_exits_130_and_leaves_nothing(tmp_path: Path) -> None:
+    """SIGINT to a real ``llada export`` once it has started writing (its staging folder exists): exit 130,
+    "Aborted.", no missing-package message, and neither OUT nor the staging folder is left behind."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.cli.test_cli import clean_env
+
+    out = tmp_path / "bundle"
+    command = [sys.executable, "-m", "llada_cli", "export", "llada-tiny-kb", str(out), "--graphs", "logits"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env())
+    try:
+        deadline = time.monotonic() + 120
+        while not any(p.name.endswith(".llada-export") for p in tmp_path.iterdir()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the export never started writing"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (stdout, stderr)
+    assert "Aborted." in stderr and "not installed" not in stdout + stderr
+    assert list(tmp_path.iterdir()) == []

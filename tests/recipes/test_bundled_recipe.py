@@ -83,6 +83,26 @@ def test_fresh_people_rows_are_about_new_names_every_time() -> None:
     assert tok.decode(fixed._sft_row(True)[0]).count("<tool_call>") >= 1
 
 
+
+def test_long_names_draws_people_whose_names_are_long() -> None:
+    """``long_names``: that share of the fresh people has a name of ``LONG_NAME_TOKENS`` tokens or more
+    (the names a small model copies wrong first); without it such names are the minority."""
+    from llada_sdk.training import train_tokenizer
+    from recipes.bundled_model.corpus import tokenizer_training_text
+    from recipes.bundled_model.rows import LONG_NAME_TOKENS, RowSampler
+
+    cfg = BundledConfig(**TOOL_RECIPE)
+    corpus = build_corpus(cfg.seed, tools=True)
+    tok = train_tokenizer(tokenizer_training_text(corpus), cfg.vocab_size, tool_tokens=True)
+    args = (corpus, tok, cfg.seq_len, 1.0, 0, 1.0, cfg.extract_fraction, cfg.seq_len)
+
+    def lengths(long_names: float) -> list[int]:
+        rows = RowSampler(*args, fresh_people=True, kinds=True, long_names=long_names)
+        return [len(rows.enc_text(rows._fresh_person().name)) for _ in range(60)]
+
+    assert min(lengths(1.0)) >= LONG_NAME_TOKENS
+    assert sum(n >= LONG_NAME_TOKENS for n in lengths(0.0)) < 30
+
 def recipe_commands() -> list[tuple[str, list[str]]]:
     """The commands of recipes/bundled_model/train.sh as ``(program, argv)``, its variables expanded."""
     import shlex
