@@ -2,7 +2,7 @@
 # The bundled model (llada_sdk/bundled/llada-tiny-kb), as it was trained: seven phases, each started
 # from the last one's weights (--init-from). docs/bundled-model.md has the reasons and the figures of
 # each phase. Seeded; the thread counts are the ones used (another count may change the last bits).
-# About 80 minutes for phases 0-3 and 75 for phases 4-6 on a 2-vCPU machine.
+# About 80 minutes for phases 0-3 and 105 for phases 4-7 on a 2-vCPU machine.
 # Usage, from the repository root: bash recipes/bundled_model/train.sh [RUNS_DIR]
 set -euo pipefail
 runs=${1:-runs}
@@ -30,9 +30,13 @@ python -m recipes.bundled_model.train --out "$runs/menus" $tool_rows --seq-len 3
 python -m recipes.bundled_model.train --out "$runs/menus2" $tool_rows --seq-len 320 --extract-sft 0.35 \
     --sft-fraction 0.5 --tool-fraction 0.8 --varied-tools 0.6 --lr 3e-4 --steps 2000 --threads 2 \
     --init-from "$runs/menus"
-# 6. more still at lr 2e-4, half the tool rows with the `lookup` tool (20 min)
-python -m recipes.bundled_model.train --out "$runs/bundled" $tool_rows --seq-len 320 --extract-sft 0.3 \
+# 6. more still at lr 2e-4, half the tool rows with the `lookup` tool (20 min; the third model)
+python -m recipes.bundled_model.train --out "$runs/menus3" $tool_rows --seq-len 320 --extract-sft 0.3 \
     --sft-fraction 0.55 --tool-fraction 0.85 --varied-tools 0.5 --lr 2e-4 --steps 2000 --threads 2 \
     --init-from "$runs/menus2"
+# 7. long names: half the fresh people have names of 5+ tokens, the ones copied wrong into calls (31 min)
+python -m recipes.bundled_model.train --out "$runs/bundled" $tool_rows --seq-len 320 --extract-sft 0.3 \
+    --sft-fraction 0.55 --tool-fraction 0.85 --varied-tools 0.6 --long-names 0.5 --lr 2e-4 --steps 2500 \
+    --threads 2 --init-from "$runs/menus3"
 # the shipped config.json keeps the chat rows' window (trained_sequence_length 192, max_sequence_length 384)
 python -m recipes.bundled_model.eval --model "$runs/bundled"

@@ -53,7 +53,8 @@ def test_agent_example() -> None:
 def test_extract_example() -> None:
     assert run("langchain_extract.py") == [
         "Person(name='Zibrou', city='Kelso', job='pilot')",
-        # the bundled model copies this unseen name short (97.5 % of fields exact, docs/bundled-model.md);
-        # what the example shows is that every answer parses and validates
-        "Person(name='Mrlin', city='Orlan', job='baker')",
+        # the bundled model copies this unseen name wrong (99.2 % of fields exact in the eval, whose sentences
+        # follow its training templates; docs/bundled-model.md); what the example shows is that every
+        # answer parses and validates
+        "Person(name='M0l', city='Orlan', job='baker')",
     ]

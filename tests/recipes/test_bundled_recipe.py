@@ -131,16 +131,16 @@ def test_the_recipe_script_is_the_shipped_models() -> None:
     from recipes.bundled_model.train import parse_args
 
     commands = recipe_commands()
-    programs = ["benchmarks/copy_probe.py", *["recipes.bundled_model.train"] * 6, "recipes.bundled_model.eval"]
+    programs = ["benchmarks/copy_probe.py", *["recipes.bundled_model.train"] * 7, "recipes.bundled_model.eval"]
     assert [c[0] for c in commands] == programs
     previous = dict(zip(commands[0][1][::2], commands[0][1][1::2]))["--save"]
     configs = []
-    for i, (_, argv) in enumerate(commands[1:7]):
+    for i, (_, argv) in enumerate(commands[1:8]):
         out, _resume, cfg = parse_args(argv)
         assert cfg.init_from == previous and cfg.tools and cfg.split_spaces and cfg.fresh_people
-        # phases 4-6 draw tool menus, on rows of up to 320 tokens
+        # phases 4-7 draw tool menus, on rows of up to 320 tokens; phase 7 draws long names
         assert (cfg.vocab_size, cfg.seq_len, cfg.pretrain_len) == (512, 192 if i < 3 else 320, 96)
-        assert (cfg.varied_tools > 0) == (i >= 3)
+        assert (cfg.varied_tools > 0) == (i >= 3) and (cfg.long_names > 0) == (i == 6)
         previous = out
         configs.append(cfg)
     assert commands[-1][1] == ["--model", previous] == ["--model", "runs/bundled"]

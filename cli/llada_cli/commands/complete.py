@@ -73,7 +73,7 @@ def complete(
     \b
     Examples:
       llada complete "Zapur lives in"
-      llada complete --suffix " lives in Duskmere and works as a weaver."
+      llada complete --suffix "'s parent is Lotrobar."
       llada complete --prefix "Zapur lives in" --suffix "and works as a weaver." --length 2
     """
     options = resolve_options(ctx)
