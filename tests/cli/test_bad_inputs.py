@@ -468,7 +468,13 @@ CLI_CASES = [
     # export never deletes what it did not write
     bad("export-onto-source", ["export", MODEL_COPY, MODEL_COPY, "--overwrite"], "`out`", "is the source model"),
     bad("export-inside-source", ["export", MODEL_COPY, f"{MODEL_COPY}/sub"], "`out`", "inside the source model"),
-    bad("export-over-a-folder", ["export", MODEL_COPY, FOLDER, "--overwrite"], "`out`", "not an llada bundle", "overwrite replaces only"),
+    bad(
+        "export-over-a-folder",
+        ["export", MODEL_COPY, FOLDER, "--overwrite"],
+        "`out`",
+        "not an llada bundle",
+        "overwrite replaces only",
+    ),
 ]
 
 

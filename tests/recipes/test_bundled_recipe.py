@@ -83,7 +83,6 @@ def test_fresh_people_rows_are_about_new_names_every_time() -> None:
     assert tok.decode(fixed._sft_row(True)[0]).count("<tool_call>") >= 1
 
 
-
 def test_long_names_draws_people_whose_names_are_long() -> None:
     """``long_names``: that share of the fresh people has a name of ``LONG_NAME_TOKENS`` tokens or more
     (the names a small model copies wrong first); without it such names are the minority."""
@@ -102,6 +101,7 @@ def test_long_names_draws_people_whose_names_are_long() -> None:
 
     assert min(lengths(1.0)) >= LONG_NAME_TOKENS
     assert sum(n >= LONG_NAME_TOKENS for n in lengths(0.0)) < 30
+
 
 def recipe_commands() -> list[tuple[str, list[str]]]:
     """The commands of recipes/bundled_model/train.sh as ``(program, argv)``, its variables expanded."""
