@@ -1,6 +1,6 @@
 """Scale-out on Ray Serve: 1 vs 2 replicas of the bundled model (one thread each) at N concurrent clients.
 
-    python benchmarks/serve_scale.py [--clients 16] [--requests 64]
+    python benchmarks/serve_scale.py [--clients 16] [--requests 160]
 
 Each configuration runs on a fresh local Ray (``num_cpus=2``) behind Serve's HTTP proxy on a loopback
 port, with the request mix of ``serve_load.py`` (streamed chat, infilling, completion). Printed side by
@@ -102,7 +102,7 @@ def measure(replicas: int, clients: int, jobs: list[tuple[str, dict[str, Any]]])
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--requests", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=160)
     args = parser.parse_args()
     jobs = workload(args.requests)
     rows = [measure(r, args.clients, jobs) for r in (1, 2)]
