@@ -30,6 +30,8 @@ XFAIL = {
         "('你好啊集团') into customer_name (its corpus is ASCII)"
     ),
 }
+# xfails not run: the failure cannot change while the corpus has no such text, and the run costs 40 s of CI
+NOT_RUN = {"test_unicode_tool_call_integration"}
 
 
 def _xfail(name: str, reason: str) -> Any:
@@ -42,13 +44,13 @@ def _xfail(name: str, reason: str) -> Any:
         async def wrapper_async(self: Any, *args: Any, **kwargs: Any) -> None:
             await base(self, *args, **kwargs)
 
-        return pytest.mark.xfail(reason=reason, strict=True)(wrapper_async)
+        return pytest.mark.xfail(reason=reason, strict=True, run=name not in NOT_RUN)(wrapper_async)
 
     @functools.wraps(base)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> None:
         base(self, *args, **kwargs)
 
-    return pytest.mark.xfail(reason=reason, strict=True)(wrapper)
+    return pytest.mark.xfail(reason=reason, strict=True, run=name not in NOT_RUN)(wrapper)
 
 
 class TestChatLLaDAUnit(ChatModelUnitTests):
