@@ -507,7 +507,7 @@ def test_cli_rejects(
         config["chat_template"] = "{% for i in range(10**8) %}{% for j in range(10**8) %}x{% endfor %}{% endfor %}"
         (hostile / "tokenizer_config.json").write_text(json.dumps(config))
     places = {FILE: str(path), MODEL_COPY: str(copy), FOLDER: str(folder), HOSTILE: str(hostile)}
-    args = [a.replace(a.split("/")[0], places[a.split("/")[0]], 1) if a.split("/")[0] in places else a for a in args]
+    args = ["".join((places.get(head, head), sep, rest)) for head, sep, rest in (a.partition("/") for a in args)]
     result = CliRunner().invoke(cli, args, input=stdin, env={"LLADA_MODEL": None, "LLADA_DEBUG": None, **env})
     assert result.exit_code == code, result.output
     assert result.stdout == ""
