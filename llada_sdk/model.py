@@ -94,14 +94,46 @@ class LLaDABlock(nn.Module):
             kv[1][:, :, start : start + L] = v
             k, v = kv
         used = (k, v)
+        a = self._attend(q, k, v, attn_bias)
+        x = x + self.attn_out(a.transpose(1, 2).reshape(B, L, -1))
+        return self._mlp(x), used
+
+    def forward_rows(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        attn_bias: torch.Tensor,
+        index: torch.Tensor,
+        shape: tuple[int, int],
+    ) -> torch.Tensor:
+        """``forward`` over the real tokens of a padded batch only: ``x`` [N, d] holds the flat
+        positions ``index`` of a ``shape`` = (B, L) batch. The projections and the MLP run on the N
+        tokens; attention runs in the padded layout (padded queries are zeros, their output dropped)."""
+        B, L = shape
+        h = self.attn_norm(x)
+
+        def spread(t: torch.Tensor, heads: int) -> torch.Tensor:
+            full = t.new_zeros(B * L, t.shape[-1]).index_copy_(0, index, t)
+            return full.view(B, L, heads, self.head_dim).transpose(1, 2)
+
+        q = spread(self.q_proj(h), self.n_heads)
+        k = spread(self.k_proj(h), self.n_kv_heads)
+        v = spread(self.v_proj(h), self.n_kv_heads)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        a = self._attend(q, k, v, attn_bias).transpose(1, 2).reshape(B * L, -1).index_select(0, index)
+        return self._mlp(x + self.attn_out(a))
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.n_kv_heads != self.n_heads:
             rep = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias, is_causal=self.causal)
-        x = x + self.attn_out(a.transpose(1, 2).reshape(B, L, -1))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, is_causal=self.causal)
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         h = self.ff_norm(x)
         out: torch.Tensor = x + self.ff_out(F.silu(self.ff_proj(h)) * self.up_proj(h))
-        return out, used
+        return out
 
 
 class Transformer(nn.Module):
@@ -134,25 +166,56 @@ class LLaDAModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         if input_ids.dim() != 2:
             raise ValueError(f"`input_ids` must have shape [batch, length], got {tuple(input_ids.shape)}")
-        B, L = input_ids.shape
+        L = input_ids.shape[1]
         x = self.transformer.wte(input_ids)
         cos, sin = rope_tables(L, self.config.head_dim, self.config.rope_theta, x.device)
         bias = None
         if attention_mask is not None:
-            if attention_mask.shape != input_ids.shape:
-                raise ValueError(
-                    f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
-                    f"got {tuple(attention_mask.shape)}"
-                )
+            self._check_mask(input_ids, attention_mask)
             # torch.export cannot branch on data: an exported graph always carries the padding bias
             if torch.compiler.is_exporting() or not bool(attention_mask.bool().all()):
-                keep = attention_mask.bool()[:, None, None, :]
-                bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device)
-                bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)
+                bias = self._padding_bias(attention_mask, x.dtype)
         for block in self.transformer.blocks:
             x, _ = block(x, cos, sin, bias)
         logits: torch.Tensor = self.transformer.ff_out(self.transformer.ln_f(x))
         return logits
+
+    def forward_unpadded(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``forward`` for a padded batch whose padded positions nobody reads (the step batcher's
+        rows): the positions the mask excludes are attended around but not computed, and their logits
+        are 0. The real positions' logits equal ``forward``'s within float32 rounding; the work saved
+        is the padding's share of every projection, the MLPs and the LM head."""
+        if attention_mask is None or input_ids.dim() != 2:
+            return self.forward(input_ids, attention_mask)
+        self._check_mask(input_ids, attention_mask)
+        B, L = input_ids.shape
+        index = attention_mask.reshape(-1).nonzero().squeeze(1)
+        x = self.transformer.wte(input_ids.reshape(-1).index_select(0, index))
+        cos, sin = rope_tables(L, self.config.head_dim, self.config.rope_theta, x.device)
+        bias = self._padding_bias(attention_mask, x.dtype)
+        block: LLaDABlock
+        for block in self.transformer.blocks:  # type: ignore[assignment]
+            x = block.forward_rows(x, cos, sin, bias, index, (B, L))
+        logits: torch.Tensor = self.transformer.ff_out(self.transformer.ln_f(x))
+        out = logits.new_zeros(B * L, logits.shape[-1]).index_copy_(0, index, logits)
+        return out.view(B, L, -1)
+
+    @staticmethod
+    def _check_mask(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"`attention_mask` must have the shape of `input_ids` {tuple(input_ids.shape)}, "
+                f"got {tuple(attention_mask.shape)}"
+            )
+
+    @staticmethod
+    def _padding_bias(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The additive key bias ``[B, 1, 1, L]``: 0 where the mask keeps a key, the dtype's minimum
+        where it excludes one."""
+        B, L = attention_mask.shape
+        keep = attention_mask.bool()[:, None, None, :]
+        bias = torch.zeros(B, 1, 1, L, dtype=dtype, device=attention_mask.device)
+        return bias.masked_fill(~keep, torch.finfo(dtype).min)
 
     def forward_cached(
         self, input_ids: torch.Tensor, cache: list[KV] | None = None, start: int = 0

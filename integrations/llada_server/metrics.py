@@ -31,6 +31,13 @@ class Metrics:
             "llada_batch_requests", "Requests sharing one batched forward pass.", buckets=_ROWS, registry=r
         )
         self.forward_passes = Counter("llada_forward_passes", "Batched forward passes run.", registry=r)
+        self.positions = Counter(
+            "llada_forward_positions",
+            "Canvas positions in batched forward passes, by kind: the requests' own (real) and the padding "
+            "that rows of different lengths get (computed by attention only on the torch backend).",
+            ["kind"],
+            registry=r,
+        )
         self.tokens = Counter("llada_tokens", "Tokens, by kind (prompt, completion).", ["kind"], registry=r)
         self.first_chunk = Histogram(
             "llada_time_to_first_chunk_seconds",
@@ -53,8 +60,10 @@ class Metrics:
         self.tokens.labels("prompt").inc(prompt)
         self.tokens.labels("completion").inc(completion)
 
-    def on_forward(self, rows: int, requests: int) -> None:
+    def on_forward(self, rows: int, requests: int, positions: int = 0, padding: int = 0) -> None:
         self.forward_passes.inc()
+        self.positions.labels("real").inc(positions)
+        self.positions.labels("padding").inc(padding)
         self.rows_per_step.observe(rows)
         self.requests_per_step.observe(requests)
 

@@ -32,6 +32,10 @@ class MaskPredictor(Protocol):
     A *fused* predictor returns ``(x0 [B, L] int64, confidence [B, L] float)`` instead: the greedy
     candidate of every position and its softmax probability, the EOS/EOT rules of the ``DecodeConfig``
     it was made for already applied (e.g. an exported graph with the policy inside).
+
+    Optionally ``forward_unpadded(input_ids, attention_mask)``: the same output where the mask keeps a
+    position, anything where it does not, so that the work of padded positions can be skipped (the
+    step batcher calls it on rows it padded itself; ``LLaDAModel`` has one).
     """
 
     def __call__(self, input_ids: Array, attention_mask: Array | None = None) -> Array | tuple[Array, Array]: ...

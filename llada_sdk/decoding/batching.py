@@ -5,7 +5,8 @@ thread, on a ``BatchingBackend``. Its predictor does not run the network: it han
 the ``StepBatcher``, which runs one batched forward over every request waiting at that moment (on the
 thread of one of them: one forward at a time) and hands each request its own rows back. So a request joins at the
 next step and leaves when its loop ends, never waiting for another to finish; rows may differ in
-canvas length (right-padded, with an attention mask), in block position and in options, because
+canvas length (right-padded, with an attention mask; a torch model skips the padded positions'
+work, ``LLaDAModel.forward_unpadded``), in block position and in options, because
 choosing and committing stay in each request's own loop. Greedy answers are the single-request
 answers: the engine and its arithmetic are the same, only the forward is shared.
 
@@ -55,17 +56,22 @@ class RequestHandle:
 
 @dataclass
 class BatchStats:
-    """Counters of a ``StepBatcher``: forward passes run, rows they held, requests they served."""
+    """Counters of a ``StepBatcher``: forward passes run, rows they held, requests they served, canvas
+    positions (the requests' own) and the padding added to batch rows of different lengths."""
 
     forwards: int = 0
     rows: int = 0
     requests: int = 0
+    positions: int = 0
+    padding: int = 0
     rows_per_forward: list[int] = field(default_factory=list)  # the last 1000
 
-    def record(self, rows: int, requests: int) -> None:
+    def record(self, rows: int, requests: int, positions: int = 0, padding: int = 0) -> None:
         self.forwards += 1
         self.rows += rows
         self.requests += requests
+        self.positions += positions
+        self.padding += padding
         self.rows_per_forward.append(rows)
         del self.rows_per_forward[:-1000]
 
@@ -91,7 +97,8 @@ class StepBatcher:
             their next canvas yet (they are committing); the forward runs as soon as all have, or
             when this passes. Requests that just joined or are busy elsewhere are not waited for.
         pad_id: the id right-padding shorter canvases (masked out by the attention mask).
-        on_forward: called after each batched forward with its rows and requests (metrics).
+        on_forward: called after each batched forward with its rows, requests, canvas positions and
+            padding positions (metrics).
     """
 
     def __init__(
@@ -100,7 +107,7 @@ class StepBatcher:
         max_rows: int = 64,
         gather_s: float = 0.005,
         pad_id: int = 0,
-        on_forward: Callable[[int, int], None] | None = None,
+        on_forward: Callable[[int, int, int, int], None] | None = None,
     ) -> None:
         if max_rows < 1:
             raise ValueError(f"`max_rows` must be >= 1, got {max_rows}")
@@ -257,8 +264,12 @@ class StepBatcher:
                     am = xp.concat([xp.astype(am, "int64"), xp.full((b, length - n), 0, "int64", like=ids)], 1)
                 rows.append(ids)
                 masks.append(xp.astype(am, "int64"))
-            need_mask = ragged or any(am is not None for _, am in parts)
-            out = predictor(xp.concat(rows, 0), xp.concat(masks, 0) if need_mask else None)
+            own_masks = any(am is not None for _, am in parts)
+            call: Callable[..., Any] = predictor
+            # only the batcher's own padding is skipped: a request's own mask keeps the full forward
+            if ragged and not own_masks:
+                call = getattr(predictor, "forward_unpadded", predictor)
+            out = call(xp.concat(rows, 0), xp.concat(masks, 0) if ragged or own_masks else None)
             outs, at = [], 0
             for ids, _ in parts:
                 b, n = int(ids.shape[0]), int(ids.shape[1])
@@ -268,9 +279,11 @@ class StepBatcher:
                     outs.append(out[at : at + b, :n])
                 at += b
         total = sum(int(ids.shape[0]) for ids, _ in parts)
-        self.stats.record(total, len(group))
+        positions = sum(int(ids.shape[0]) * int(ids.shape[1]) for ids, _ in parts)
+        padding = total * length - positions
+        self.stats.record(total, len(group), positions, padding)
         if self.on_forward is not None:
-            self.on_forward(total, len(group))
+            self.on_forward(total, len(group), positions, padding)
         return outs
 
 

@@ -12,6 +12,8 @@
   model (``[MASK:auto]``).
 - ``chat_trained``: trained questions ("Where does X live?", "What day comes after D?" ...).
 - ``chat_second_turn``: a trained question asked as the second turn of a conversation.
+- ``chat_second_turn_wide``: every trained question as the second turn, each after three drawn first
+  turns (336 items: fine enough to resolve a 2-point change, which 40 items are not).
 - ``chat_heldout_people``: questions about people whose Q&A was held out of training (facts seen
   only as plain text); small models score ~0 here -- reported, not a target.
 - ``agent_heldout_people``: the same questions through ``langchain.agents.create_agent(ChatLLaDA(),
@@ -122,7 +124,8 @@ TEXT_TASKS = (
     "chat_second_turn",
     "chat_heldout_people",
 )
-"""The core tasks that decode text (not ``schema_validity``, not the LangChain layer's tasks)."""
+"""The core tasks that decode text (not ``chat_second_turn_wide``, 336 items for the model-to-model
+comparison, not ``schema_validity``, not the LangChain layer's tasks)."""
 
 
 def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
@@ -133,7 +136,7 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
     def n_tokens(text: str) -> int:
         return len(tok.encode(text))
 
-    tasks: dict[str, list[Task]] = {k: [] for k in (*TEXT_TASKS, "schema_validity")}
+    tasks: dict[str, list[Task]] = {k: [] for k in (*TEXT_TASKS, "chat_second_turn_wide", "schema_validity")}
     for p in corpus.people:
         n_city, n_name = n_tokens(" " + p.city), n_tokens(p.name)
         city_text = f"{p.name} lives in [MASK:{n_city}] and works as a {p.job}."
@@ -164,6 +167,12 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
         q0, a0 = rng.choice(trained)
         msgs = [_user(q0), {"role": "assistant", "content": a0}, _user(q)]
         tasks["chat_second_turn"].append((f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)))
+    for k in range(3):  # 40 items resolve 2.5 points; this one every trained question, after 3 first turns
+        turn_rng = random.Random(f"second-turn-{k}")
+        for q, ans in trained:
+            q0, a0 = turn_rng.choice(trained)
+            msgs = [_user(q0), {"role": "assistant", "content": a0}, _user(q)]
+            tasks["chat_second_turn_wide"].append((f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)))
     for q, ans in corpus.held_out_chat:
         tasks["chat_heldout_people"].append((q, partial(_chat_is, messages=[_user(q)], expected=ans)))
     schema_rng = random.Random(f"schemas-{seed}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ def recipe_commands() -> list[tuple[str, list[str]]]:
     out = []
     for line in text.splitlines():
         line = line.strip()
+        line = re.sub(r"^phase \d+ && ", "", line)  # `train.sh RUNS N` skips the phases before N
         if line.startswith("tool_rows="):
             variables["tool_rows"] = shlex.split(line.split("=", 1)[1])[0]
         elif line.startswith("python "):
@@ -131,6 +133,8 @@ def test_the_recipe_script_is_the_shipped_models() -> None:
     from recipes.bundled_model.train import parse_args
 
     commands = recipe_commands()
+    script = (Path(__file__).parents[2] / "recipes" / "bundled_model" / "train.sh").read_text()
+    assert re.findall(r"^phase (\d+) && python ", script, re.M) == [str(i) for i in range(8)]  # numbered in order
     programs = ["benchmarks/copy_probe.py", *["recipes.bundled_model.train"] * 7, "recipes.bundled_model.eval"]
     assert [c[0] for c in commands] == programs
     previous = dict(zip(commands[0][1][::2], commands[0][1][1::2]))["--save"]
@@ -263,3 +267,33 @@ def test_varied_tool_rows_offer_one_to_three_tools_and_call_the_person_tool_by_i
     assert sizes == {1, 2, 3} and 120 < calls < 280 and len(names) > 100
     messages, answer = varied_direct_row(rng)
     assert "<tool_call>" not in answer and answer.startswith("The ")
+
+
+def test_the_recipe_script_starts_at_a_given_phase(tmp_path: Path) -> None:
+    """`train.sh RUNS N` runs phase N onwards (its input already in RUNS) and the eval; a failing phase stops it."""
+    import os
+    import subprocess
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    log = tmp_path / "calls"
+    (shim / "python").write_text(
+        f'#!/bin/sh\necho "$*" >> {log}\n[ -z "$FAIL_ON" ] || ! echo "$*" | grep -q -- "$FAIL_ON"\n'
+    )
+    (shim / "python").chmod(0o755)
+    script = Path(__file__).parents[2] / "recipes" / "bundled_model" / "train.sh"
+    env = {**os.environ, "PATH": f"{shim}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", str(script), str(tmp_path / "runs"), "6"], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    assert [c.split("--out ")[1].split()[0] if "--out" in c else c.split()[1] for c in calls] == [
+        f"{tmp_path}/runs/menus3",
+        f"{tmp_path}/runs/bundled",
+        "recipes.bundled_model.eval",
+    ]
+    log.unlink()
+    env["FAIL_ON"] = "runs/menus3"
+    failed = subprocess.run(
+        ["bash", str(script), str(tmp_path / "runs"), "6"], env=env, capture_output=True, timeout=60
+    )
+    assert failed.returncode != 0 and len(log.read_text().splitlines()) == 1  # phase 7 never ran

@@ -283,11 +283,15 @@ def test_sixteen_concurrent_requests_are_batched_and_token_exact(base: str, bund
         return str(c.completions.create(model=MODEL, prompt=prompts[i - 8]).choices[0].text)
 
     before = _metric(base, "llada_batch_rows_sum")
+    real, padding = (_metric(base, f'llada_forward_positions_total{{kind="{k}"}}') for k in ("real", "padding"))
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(one, range(16)))
     assert got == want
     text = httpx.get(base + "/metrics").text
     assert _metric(base, "llada_batch_rows_sum") > before
+    # chat and completion canvases differ in length: the batched forwards padded some rows
+    assert _metric(base, 'llada_forward_positions_total{kind="real"}') > real
+    assert _metric(base, 'llada_forward_positions_total{kind="padding"}') > padding
     assert 'llada_requests_total{replica="",route="/v1/chat/completions",status="200"}' in text
     buckets = {
         ln.split('le="')[1].split('"')[0]: float(ln.split()[-1])
