@@ -174,10 +174,12 @@ def run_level(base: str, clients: int, jobs: list[tuple[str, dict[str, Any]]]) -
     }
 
 
-def overhead(llm: LLaDA, base: str, repeat: int) -> tuple[list[float], list[float]]:
+def overhead(llm: LLaDA, base: str, repeat: int) -> tuple[list[float], list[float], float, float]:
     """A one-block answer: the seconds of ``repeat`` SDK calls and of the same request through HTTP. The
     two run back to back, in alternating order, so a slow stretch of the machine (the SDK call alone moves
-    by 25 % between runs here) falls on both sides of a pair."""
+    by 25 % between runs here) falls on both sides of a pair. Also where the HTTP time went: the mean
+    seconds inside the app (the server's latency histogram, from the ASGI call to the last byte) and the
+    median of a ``/health`` round trip (client, socket, uvicorn and a trivial route)."""
     msgs = [{"role": "user", "content": "Where does Zapur live?"}]
     opts = {"max_tokens": 8, "block_length": 8}
     sdk, http = [], []
@@ -197,6 +199,8 @@ def overhead(llm: LLaDA, base: str, repeat: int) -> tuple[list[float], list[floa
         for _ in range(3):  # warm both paths
             one_sdk()
             one_http()
+        route = '{route="/v1/chat/completions"}'
+        in_app = [metric(base, f"llada_request_latency_seconds_{k}{route}") for k in ("sum", "count")]
         for i in range(repeat):
             if i % 2:
                 http.append(timed(one_http))
@@ -204,7 +208,10 @@ def overhead(llm: LLaDA, base: str, repeat: int) -> tuple[list[float], list[floa
             else:
                 sdk.append(timed(one_sdk))
                 http.append(timed(one_http))
-    return sdk, http
+        app_s = metric(base, f"llada_request_latency_seconds_sum{route}") - in_app[0]
+        app_n = metric(base, f"llada_request_latency_seconds_count{route}") - in_app[1]
+        health = statistics.median(timed(lambda: client.get("/health").raise_for_status()) for _ in range(repeat))
+    return sdk, http, app_s / max(app_n, 1), health
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -225,12 +232,13 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> l
     rows: list[dict[str, Any]] = []
     sdk: list[float] = []
     http: list[float] = []
+    app_mean = health = 0.0
     for padding in ("skipped", "computed") if args.padding == "both" else (args.padding,):
         with serving(args.model, args.threads, padding) as base:
             run_level(base, 1, jobs[:3])  # warm-up
             rows += [{**run_level(base, c, jobs), "padded": padding} for c in args.clients]
             if args.model == "bundled" and padding == "skipped":
-                sdk, http = overhead(LLaDA.from_pretrained(device="cpu"), base, args.overhead_repeat)
+                sdk, http, app_mean, health = overhead(LLaDA.from_pretrained(device="cpu"), base, args.overhead_repeat)
     out(
         f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} thread(s), model {args.model}, {args.requests} requests (chat streamed, infill, completion)"
@@ -260,6 +268,12 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> l
             f"server overhead, one-block answer ({len(sdk)} pairs): SDK median {base_s * 1000:.1f} ms (min "
             f"{min(sdk) * 1000:.1f}), HTTP median {statistics.median(http) * 1000:.1f} ms (min {min(http) * 1000:.1f}); "
             + "; ".join(f"{k} {v * 1000:.2f} ms = {v / base_s * 100:.1f} %" for k, v in estimates.items())
+        )
+        inside = app_mean - statistics.mean(sdk)
+        out(
+            f"where it goes: inside the app (ASGI call to last byte, mean) {app_mean * 1000:.1f} ms, "
+            f"{inside * 1000:.2f} ms over the SDK call's mean = {inside / base_s * 100:.1f} %; "
+            f"a /health round trip (client, socket, uvicorn) median {health * 1000:.2f} ms"
         )
     return rows
 
