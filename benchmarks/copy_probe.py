@@ -3,7 +3,6 @@
 The tool-use and extraction targets need the model to copy what it reads: a name from the question
 into the tool call, a city from the tool result or a sentence into the answer. This probe trains a
 fresh model of the bundled size (d_model 128, 4 layers, 4 heads, the tokenizer with whitespace split
-import _repo  # noqa: F401  (the repository root on sys.path: recipes)
 from words, ``TrainConfig(split_spaces=True)``) on nothing but extraction rows -- prompt = a text
 about a person, answer = its JSON, the LLaDA SFT objective -- and measures the simplest copy there
 is: the city slot, with every other token of the JSON given, on people never trained on.
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import _repo  # noqa: F401  (the repository root on sys.path: recipes)
 import torch
 
 from llada_sdk.model import LLaDAModel

@@ -83,3 +83,27 @@ def test_the_wheel_holds_every_module(tmp_path: Path) -> None:
             package = source.split("/")[-1]
             assert f"{package}/{rel}" in names, f"{package}/{rel} is missing from the wheel"
     assert "llada_sdk/bundled/llada-tiny-kb/model.safetensors" in names
+
+
+def test_benchmark_scripts_that_use_recipes_put_the_root_on_the_path_first() -> None:
+    """`python benchmarks/x.py` finds `recipes` (not installed) only through `import _repo`, a real import
+    statement before the first `recipes` import (train.sh runs copy_probe.py as a script)."""
+    import ast
+
+    checked = 0
+    for script in sorted((ROOT / "benchmarks").glob("*.py")):
+        imports = [n for n in ast.parse(script.read_text()).body if isinstance(n, ast.Import | ast.ImportFrom)]
+        names = [a.name for n in imports if isinstance(n, ast.Import) for a in n.names]
+        modules = [n.module or "" for n in imports if isinstance(n, ast.ImportFrom)]
+        if not any(m.split(".")[0] == "recipes" for m in modules):
+            continue
+        assert "_repo" in names, f"{script.name} imports recipes without `import _repo`"
+        first_recipes = next(
+            n.lineno for n in imports if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("recipes")
+        )
+        repo_line = next(
+            n.lineno for n in imports if isinstance(n, ast.Import) and any(a.name == "_repo" for a in n.names)
+        )
+        assert repo_line < first_recipes, script.name
+        checked += 1
+    assert checked >= 5  # copy_probe, auto_length, decode, onnx_quality, reversal
