@@ -162,17 +162,17 @@ def build_tasks(llm: Any, seed: int = 0) -> dict[str, list[Task]]:
     trained += [qa for qa in sequence_chat() if qa[0].startswith("What day")]
     for q, ans in trained:
         tasks["chat_trained"].append((q, partial(_chat_is, messages=[_user(q)], expected=ans)))
-    rng = random.Random(seed)
-    for q, ans in rng.sample(trained, 40):
+
+    def second_turn(rng: random.Random, q: str, ans: str) -> Task:
         q0, a0 = rng.choice(trained)
         msgs = [_user(q0), {"role": "assistant", "content": a0}, _user(q)]
-        tasks["chat_second_turn"].append((f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)))
+        return f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)
+
+    rng = random.Random(seed)
+    tasks["chat_second_turn"] = [second_turn(rng, q, ans) for q, ans in rng.sample(trained, 40)]
     for k in range(3):  # 40 items resolve 2.5 points; this one every trained question, after 3 first turns
         turn_rng = random.Random(f"second-turn-{k}")
-        for q, ans in trained:
-            q0, a0 = turn_rng.choice(trained)
-            msgs = [_user(q0), {"role": "assistant", "content": a0}, _user(q)]
-            tasks["chat_second_turn_wide"].append((f"{q0} / {q}", partial(_chat_is, messages=msgs, expected=ans)))
+        tasks["chat_second_turn_wide"] += [second_turn(turn_rng, q, ans) for q, ans in trained]
     for q, ans in corpus.held_out_chat:
         tasks["chat_heldout_people"].append((q, partial(_chat_is, messages=[_user(q)], expected=ans)))
     schema_rng = random.Random(f"schemas-{seed}")

@@ -92,18 +92,12 @@ def test_benchmark_scripts_that_use_recipes_put_the_root_on_the_path_first() -> 
 
     checked = 0
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
-        imports = [n for n in ast.parse(script.read_text()).body if isinstance(n, ast.Import | ast.ImportFrom)]
-        names = [a.name for n in imports if isinstance(n, ast.Import) for a in n.names]
-        modules = [n.module or "" for n in imports if isinstance(n, ast.ImportFrom)]
-        if not any(m.split(".")[0] == "recipes" for m in modules):
+        body = ast.parse(script.read_text()).body
+        repo = [n.lineno for n in body if isinstance(n, ast.Import) and any(a.name == "_repo" for a in n.names)]
+        recipes = [n.lineno for n in body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("recipes")]
+        if not recipes:
             continue
-        assert "_repo" in names, f"{script.name} imports recipes without `import _repo`"
-        first_recipes = next(
-            n.lineno for n in imports if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("recipes")
-        )
-        repo_line = next(
-            n.lineno for n in imports if isinstance(n, ast.Import) and any(a.name == "_repo" for a in n.names)
-        )
-        assert repo_line < first_recipes, script.name
+        assert repo, f"{script.name} imports recipes without `import _repo`"
+        assert repo[0] < recipes[0], script.name
         checked += 1
     assert checked >= 5  # copy_probe, auto_length, decode, onnx_quality, reversal
