@@ -8,7 +8,9 @@ server on a loopback port, from N client threads at a time; N=1 is one request a
 side: aggregate completion tokens/s and its ratio to N=1, batched forward passes (and requests per
 forward), p50/p99 latency, p50 time to the first streamed chunk, and the slowest request (starvation).
 Then the server's overhead per request: a one-block bundled answer through HTTP vs the same SDK call in
-this process. The server runs in a process of its own, with ``--threads`` torch threads.
+this process, from two clients: httpx (what a Python client adds is in its figure) and a bare socket
+client (the server's part: socket, uvicorn, the app, the batcher). The server runs in a process of its
+own, with ``--threads`` torch threads.
 
 ``--padding both`` runs every level twice, side by side: with the batched forwards skipping the work of
 the padding that rows of different lengths get (``LLaDAModel.forward_unpadded``, what the server does)
@@ -143,6 +145,44 @@ def one(client: httpx.Client, route: str, body: dict[str, Any]) -> tuple[float, 
     return time.perf_counter() - t, None, int(r.json()["usage"]["completion_tokens"])
 
 
+class BareClient:
+    """HTTP/1.1 over one kept-alive socket, request bytes built once: a client whose own cost is close to
+    nothing, so that its round trip is the server's (socket, uvicorn, the app). httpx and the ``openai``
+    client add their own Python on top; the benchmark prints both."""
+
+    def __init__(self, base: str) -> None:
+        host, port = base.removeprefix("http://").split(":")
+        self.sock = socket.create_connection((host, int(port)))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def request(self, method: str, route: str, body: dict[str, Any] | None = None) -> bytes:
+        return self.send(self.prepare(method, route, body))
+
+    @staticmethod
+    def prepare(method: str, route: str, body: dict[str, Any] | None = None) -> bytes:
+        data = json.dumps(body).encode() if body is not None else b""
+        head = f"{method} {route} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(data)}\r\n"
+        return (head + ("Content-Type: application/json\r\n" if data else "") + "\r\n").encode() + data
+
+    def send(self, raw: bytes) -> bytes:
+        self.sock.sendall(raw)
+        status = self.file.readline().split(b" ", 2)
+        length = 0
+        while (line := self.file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        body = self.file.read(length)
+        if status[1] != b"200":
+            raise RuntimeError(f"{status[1].decode()}: {body[:200]!r}")
+        return body
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
 def metric(base: str, name: str) -> float:
     for line in httpx.get(base + "/metrics").text.splitlines():
         if line.startswith(name + " "):
@@ -174,44 +214,46 @@ def run_level(base: str, clients: int, jobs: list[tuple[str, dict[str, Any]]]) -
     }
 
 
-def overhead(llm: LLaDA, base: str, repeat: int) -> tuple[list[float], list[float], float, float]:
-    """A one-block answer: the seconds of ``repeat`` SDK calls and of the same request through HTTP. The
-    two run back to back, in alternating order, so a slow stretch of the machine (the SDK call alone moves
-    by 25 % between runs here) falls on both sides of a pair. Also where the HTTP time went: the mean
-    seconds inside the app (the server's latency histogram, from the ASGI call to the last byte) and the
-    median of a ``/health`` round trip (client, socket, uvicorn and a trivial route)."""
+def overhead(llm: LLaDA, base: str, repeat: int) -> dict[str, Any]:
+    """A one-block answer: the seconds of ``repeat`` SDK calls and of the same request through HTTP, from
+    httpx (what a Python client sees) and from ``BareClient`` (the server's part alone). The three run back
+    to back in a rotating order, so a slow stretch of the machine (the SDK call alone moves by 25 % between
+    runs here) falls on every side. Also where the HTTP time went: the mean seconds inside the app (the
+    server's latency histogram, from the ASGI call to the last byte) and the median of a ``/health`` round
+    trip from each client (socket, uvicorn and a trivial route)."""
     msgs = [{"role": "user", "content": "Where does Zapur live?"}]
-    opts = {"max_tokens": 8, "block_length": 8}
-    sdk, http = [], []
+    opts: dict[str, Any] = {"max_tokens": 8, "block_length": 8}
+    route = "/v1/chat/completions"
+    times: dict[str, list[float]] = {"sdk": [], "httpx": [], "bare": []}
+    bare = BareClient(base)
+    chat, health = BareClient.prepare("POST", route, {"messages": msgs, **opts}), BareClient.prepare("GET", "/health")
     with httpx.Client(base_url=base, timeout=60) as client:
+        calls: dict[str, Callable[[], Any]] = {
+            "sdk": lambda: llm.chat(msgs, **opts),
+            "httpx": lambda: client.post(route, json={"messages": msgs, **opts}).raise_for_status(),
+            "bare": lambda: bare.send(chat),
+        }
 
         def timed(call: Callable[[], Any]) -> float:
             t = time.perf_counter()
             call()
             return time.perf_counter() - t
 
-        def one_sdk() -> None:
-            llm.chat(msgs, **opts)
-
-        def one_http() -> None:
-            client.post("/v1/chat/completions", json={"messages": msgs, **opts}).raise_for_status()
-
-        for _ in range(3):  # warm both paths
-            one_sdk()
-            one_http()
-        route = '{route="/v1/chat/completions"}'
-        in_app = [metric(base, f"llada_request_latency_seconds_{k}{route}") for k in ("sum", "count")]
+        for _ in range(3):  # warm every path
+            for call in calls.values():
+                call()
+        label = '{route="/v1/chat/completions"}'
+        in_app = [metric(base, f"llada_request_latency_seconds_{k}{label}") for k in ("sum", "count")]
+        order = list(calls)
         for i in range(repeat):
-            if i % 2:
-                http.append(timed(one_http))
-                sdk.append(timed(one_sdk))
-            else:
-                sdk.append(timed(one_sdk))
-                http.append(timed(one_http))
-        app_s = metric(base, f"llada_request_latency_seconds_sum{route}") - in_app[0]
-        app_n = metric(base, f"llada_request_latency_seconds_count{route}") - in_app[1]
-        health = statistics.median(timed(lambda: client.get("/health").raise_for_status()) for _ in range(repeat))
-    return sdk, http, app_s / max(app_n, 1), health
+            for name in order[i % 3 :] + order[: i % 3]:
+                times[name].append(timed(calls[name]))
+        app_s = metric(base, f"llada_request_latency_seconds_sum{label}") - in_app[0]
+        app_n = metric(base, f"llada_request_latency_seconds_count{label}") - in_app[1]
+        health_httpx = statistics.median(timed(lambda: client.get("/health").raise_for_status()) for _ in range(repeat))
+        health_bare = statistics.median(timed(lambda: bare.send(health)) for _ in range(repeat))
+    bare.close()
+    return {**times, "app_mean": app_s / max(app_n, 1), "health_httpx": health_httpx, "health_bare": health_bare}
 
 
 def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> list[dict[str, Any]]:
@@ -230,15 +272,13 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> l
     torch.set_num_threads(args.threads)
     jobs = workload(args.requests)
     rows: list[dict[str, Any]] = []
-    sdk: list[float] = []
-    http: list[float] = []
-    app_mean = health = 0.0
+    costs: dict[str, Any] = {}
     for padding in ("skipped", "computed") if args.padding == "both" else (args.padding,):
         with serving(args.model, args.threads, padding) as base:
             run_level(base, 1, jobs[:3])  # warm-up
             rows += [{**run_level(base, c, jobs), "padded": padding} for c in args.clients]
             if args.model == "bundled" and padding == "skipped":
-                sdk, http, app_mean, health = overhead(LLaDA.from_pretrained(device="cpu"), base, args.overhead_repeat)
+                costs = overhead(LLaDA.from_pretrained(device="cpu"), base, args.overhead_repeat)
     out(
         f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} thread(s), model {args.model}, {args.requests} requests (chat streamed, infill, completion)"
@@ -255,25 +295,32 @@ def main(argv: list[str] | None = None, out: Callable[[str], None] = print) -> l
             f"{r['forwards']:.0f} | {r['shared'] / max(r['forwards'], 1):.2f} | {r['padding']:.2f} | {r['p50']:.3f} | "
             f"{r['p99']:.3f} | {r['p99'] / r['p50']:.2f} | {r['ttfc']:.3f} | {r['max']:.3f} |"
         )
-    if sdk:
-        # three estimates, as the machine's noise is skewed: the median of the paired differences, the
-        # difference of the medians, and of the fastest calls (each path's floor, as timeit takes it)
+    if costs:
+        # three estimates per client, as the machine's noise is skewed: the median of the paired
+        # differences, the difference of the medians, and of the fastest calls (each path's floor, as
+        # timeit takes it)
+        sdk = costs["sdk"]
         base_s = statistics.median(sdk)
-        estimates = {
-            "median of paired differences": statistics.median(h - s for h, s in zip(http, sdk)),
-            "difference of medians": statistics.median(http) - base_s,
-            "difference of minimums": min(http) - min(sdk),
-        }
         out(
-            f"server overhead, one-block answer ({len(sdk)} pairs): SDK median {base_s * 1000:.1f} ms (min "
-            f"{min(sdk) * 1000:.1f}), HTTP median {statistics.median(http) * 1000:.1f} ms (min {min(http) * 1000:.1f}); "
-            + "; ".join(f"{k} {v * 1000:.2f} ms = {v / base_s * 100:.1f} %" for k, v in estimates.items())
+            f"server overhead, one-block answer ({len(sdk)} rounds): SDK median {base_s * 1000:.1f} ms (min {min(sdk) * 1000:.1f})"
         )
-        inside = app_mean - statistics.mean(sdk)
+        for client in ("bare", "httpx"):
+            http = costs[client]
+            estimates = {
+                "median of paired differences": statistics.median(h - s for h, s in zip(http, sdk)),
+                "difference of medians": statistics.median(http) - base_s,
+                "difference of minimums": min(http) - min(sdk),
+            }
+            out(
+                f"  through HTTP from {client}: median {statistics.median(http) * 1000:.1f} ms (min "
+                f"{min(http) * 1000:.1f}); "
+                + "; ".join(f"{k} {v * 1000:.2f} ms = {v / base_s * 100:.1f} %" for k, v in estimates.items())
+            )
+        inside = costs["app_mean"] - statistics.mean(sdk)
         out(
-            f"where it goes: inside the app (ASGI call to last byte, mean) {app_mean * 1000:.1f} ms, "
-            f"{inside * 1000:.2f} ms over the SDK call's mean = {inside / base_s * 100:.1f} %; "
-            f"a /health round trip (client, socket, uvicorn) median {health * 1000:.2f} ms"
+            f"where it goes: inside the app (ASGI call to last byte, mean) {costs['app_mean'] * 1000:.1f} ms, "
+            f"{inside * 1000:.2f} ms over the SDK call's mean = {inside / base_s * 100:.1f} %; a /health round "
+            f"trip median {costs['health_bare'] * 1000:.2f} ms from bare, {costs['health_httpx'] * 1000:.2f} ms from httpx"
         )
     return rows
 

@@ -141,11 +141,12 @@ class _Server:
         future = loop.run_in_executor(self.pool, self._wrap(fn, handle))
 
         async def watch() -> None:
+            # sleep first: a short request (most of them) never pays for a disconnect check
             while not future.done():
+                await asyncio.sleep(0.1)
                 if await request.is_disconnected():
                     handle.cancel("client disconnected")
                     return
-                await asyncio.sleep(0.1)
 
         watcher = asyncio.ensure_future(watch())
         try:
@@ -220,6 +221,12 @@ def _sse_error(err: APIError) -> dict[str, str]:
 
 
 # -- shapes -----------------------------------------------------------------------------------------
+
+
+def _json(obj: dict[str, Any]) -> JSONResponse:
+    """An answer of plain JSON types, sent as is: returned as a dict, FastAPI would walk it through
+    ``jsonable_encoder`` first (about 0.1 ms a request, here 0.5 % of a one-block answer)."""
+    return JSONResponse(obj)
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -505,14 +512,16 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
             prompt = ends[0].prompt_tokens
             completion = sum(e.completion_tokens for e in ends)
             server.metrics.count_tokens(prompt, completion)
-            return {
-                "id": rid,
-                "object": "chat.completion",
-                "created": created,
-                "model": settings.model_name,
-                "choices": choices,
-                "usage": _usage(prompt, completion),
-            }
+            return _json(
+                {
+                    "id": rid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": settings.model_name,
+                    "choices": choices,
+                    "usage": _usage(prompt, completion),
+                }
+            )
 
         def render(i: int, ev: Any, tally: _Tally) -> list[dict[str, str]]:
             if isinstance(ev, dict):
@@ -606,14 +615,16 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
             prompt_tokens = sum(r.prompt_tokens for r in results[::n])
             completion_tokens = sum(r.completion_tokens for r in results)
             server.metrics.count_tokens(prompt_tokens, completion_tokens)
-            return {
-                "id": rid,
-                "object": "text_completion",
-                "created": created,
-                "model": settings.model_name,
-                "choices": [choice(i, r) for i, r in enumerate(results)],
-                "usage": _usage(prompt_tokens, completion_tokens),
-            }
+            return _json(
+                {
+                    "id": rid,
+                    "object": "text_completion",
+                    "created": created,
+                    "model": settings.model_name,
+                    "choices": [choice(i, r) for i, r in enumerate(results)],
+                    "usage": _usage(prompt_tokens, completion_tokens),
+                }
+            )
 
         def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, str]:
             obj = {"id": rid, "object": "text_completion", "created": created, "model": settings.model_name}
@@ -638,7 +649,7 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
         return await _respond(events(), server)
 
     @app.post("/v1/infill")
-    async def infill(request: Request) -> dict[str, Any]:
+    async def infill(request: Request) -> JSONResponse:
         body = await body_of(request, INFILL_FIELDS)
         text = body.get("text")
         if not isinstance(text, str):
@@ -651,16 +662,18 @@ def create_app(llm: LLaDA | None = None, settings: ServerSettings | None = None,
             r: TextResult = await server.call(request, lambda h: server.llm.infill(text, options=opts))
         finally:
             server.release()
-        return {
-            "id": f"infill-{uuid.uuid4().hex}",
-            "object": "infill",
-            "created": int(time.time()),
-            "model": settings.model_name,
-            "text": r.text,
-            "fills": r.fills,
-            "lengths": r.lengths,
-            "finish_reason": "stop",
-            "usage": _usage(r.prompt_tokens, r.completion_tokens),
-        }
+        return _json(
+            {
+                "id": f"infill-{uuid.uuid4().hex}",
+                "object": "infill",
+                "created": int(time.time()),
+                "model": settings.model_name,
+                "text": r.text,
+                "fills": r.fills,
+                "lengths": r.lengths,
+                "finish_reason": "stop",
+                "usage": _usage(r.prompt_tokens, r.completion_tokens),
+            }
+        )
 
     return app

@@ -38,6 +38,8 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        # the children every forward pass touches, looked up once (a label lookup costs a lock and a dict)
+        self._real, self._padding = self.positions.labels("real"), self.positions.labels("padding")
         self.tokens = Counter("llada_tokens", "Tokens, by kind (prompt, completion).", ["kind"], registry=r)
         self.first_chunk = Histogram(
             "llada_time_to_first_chunk_seconds",
@@ -62,8 +64,8 @@ class Metrics:
 
     def on_forward(self, rows: int, requests: int, positions: int = 0, padding: int = 0) -> None:
         self.forward_passes.inc()
-        self.positions.labels("real").inc(positions)
-        self.positions.labels("padding").inc(padding)
+        self._real.inc(positions)
+        self._padding.inc(padding)
         self.rows_per_step.observe(rows)
         self.requests_per_step.observe(requests)
 

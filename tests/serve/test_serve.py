@@ -331,6 +331,25 @@ def test_a_client_that_goes_away_cancels_its_request(bundled: LLaDA) -> None:
         assert state.backend.batcher.stats.forwards < 320  # cancelled, not run to the end
 
 
+def test_a_client_that_goes_away_cancels_its_unstreamed_request(bundled: LLaDA) -> None:
+    app = create_app(bundled, gather_ms=0)
+    state = app.state.llada
+    with serving(app) as url:
+        port = int(url.rsplit(":", 1)[1])
+        body = json.dumps({"messages": ASK, "max_tokens": 320, "block_length": 8, "early_stop": False}).encode()
+        head = f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(head.encode() + body)
+            deadline = time.monotonic() + 30
+            while state.backend.batcher.stats.forwards == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)  # decoding has begun
+        deadline = time.monotonic() + 30
+        while (state.inflight or state.backend.batcher.active) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert state.inflight == 0 and state.backend.batcher.active == 0
+        assert 0 < state.backend.batcher.stats.forwards < 320  # cancelled, not run to the end
+
+
 @pytest.mark.slow  # seconds of decoding: the slow run has it
 def test_a_full_queue_answers_503_with_retry_after_and_accepted_requests_finish(bundled: LLaDA) -> None:
     app = create_app(bundled, max_concurrent=1, max_queue=1)
